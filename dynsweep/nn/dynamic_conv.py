@@ -1,0 +1,347 @@
+"""DynamicConv2d: a convolution whose kernel is fused per sample from several fixed bases.
+
+Implements DyNet (Zhang et al., "DyNet: Dynamic Convolution for Accelerating Convolutional
+Neural Networks", arXiv 2004.10694), with the CondConv (Yang et al., NeurIPS 2019) and DY-CNN
+(Chen et al., CVPR 2020) coefficient variants. Output channel ``t`` of sample ``b`` uses the
+kernel ``sum_i eta[b, t, i] * weight[t, i]`` (Eq. 1 of the paper).
+
+Every execution strategy computes the same function:
+
+- ``"feature"``: the paper's training form (Eq. 2): one convolution with all
+  ``out_channels * num_bases`` kernels, then the coefficient-weighted sum of the base outputs.
+  Costs ``num_bases`` times the convolution, but no per-sample kernels are stored.
+- ``"grouped"``: kernels fused per sample, then one grouped convolution with the batch folded
+  into the groups. At batch 1 this is an ordinary convolution with the fused kernel, the
+  paper's inference form.
+- ``"matmul"``: kernels fused per sample, then a batched matrix product with the unfolded input
+  (a plain reshape for pointwise convolutions).
+- ``"auto"`` (default) picks one from the shape, batch size, mode and device; see
+  :func:`choose_strategy`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dynsweep.nn.predictor import CoefficientPredictor, autocast_disabled, check_mode
+
+STRATEGIES = ("auto", "feature", "grouped", "matmul")
+
+IntOrPair = int | tuple[int, int]
+
+
+def _pair(value: IntOrPair, name: str, minimum: int) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and v >= minimum for v in pair):
+        raise ValueError(f"{name} must be an int >= {minimum} or a pair of them, got {value!r}")
+    return pair  # type: ignore[return-value]
+
+
+def _padding(
+    padding: IntOrPair | str, kernel_size: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
+) -> tuple[tuple[int, int], tuple[int, int, int, int] | None]:
+    """Resolve padding to ``(symmetric (pad_h, pad_w), explicit F.pad tuple or None)``.
+
+    ``"same"`` pads like ``nn.Conv2d`` (the extra pixel of an even kernel goes right/bottom);
+    when that is asymmetric it becomes an explicit ``F.pad`` so every strategy sees one input.
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0), None
+        if padding != "same":
+            raise ValueError(f"padding must be an int, a pair of ints, 'same' or 'valid', got {padding!r}")
+        if stride != (1, 1):
+            raise ValueError(f"padding='same' requires stride=1, got stride={stride}")
+        totals = [d * (k - 1) for d, k in zip(dilation, kernel_size)]
+        (top, left) = (t // 2 for t in totals)
+        (bottom, right) = (t - t // 2 for t in totals)
+        if (top, left) == (bottom, right):
+            return (top, left), None
+        return (0, 0), (left, right, top, bottom)
+    return _pair(padding, "padding", 0), None
+
+
+class DynamicConv2d(nn.Module):
+    """A ``Conv2d`` whose kernel is a per-sample, predicted combination of ``num_bases`` bases.
+
+    The first eight arguments mean what they mean for ``nn.Conv2d``. ``mode`` picks the
+    coefficients: ``"dynet"`` one sigmoid per (output channel, base), ``"condconv"`` one sigmoid
+    per base, ``"dyconv"`` one softmax(z / temperature) per base. ``reduction`` sets the
+    predictor's hidden width to ``in_channels // reduction`` (``None``: a single linear layer).
+    With ``shared_predictor=True`` the layer has no predictor of its own and ``forward`` needs
+    coefficients from a block-level :class:`CoefficientPredictor` (the paper's one CPM per block).
+
+    Bases are initialised like ``nn.Conv2d``'s kernel, scaled so that the fused kernel at the
+    predictor's average coefficient has the variance of a static convolution's kernel.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrPair,
+        stride: IntOrPair = 1,
+        padding: IntOrPair | str = 0,
+        dilation: IntOrPair = 1,
+        groups: int = 1,
+        bias: bool = False,
+        num_bases: int = 4,
+        mode: str = "dynet",
+        reduction: int | None = 4,
+        temperature: float = 30.0,
+        *,
+        shared_predictor: bool = False,
+        strategy: str = "auto",
+    ) -> None:
+        super().__init__()
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
+            )
+        if isinstance(num_bases, bool) or not isinstance(num_bases, int) or num_bases < 1:
+            raise ValueError(f"num_bases must be an integer >= 1, got {num_bases!r}")
+        check_mode(mode)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair(kernel_size, "kernel_size", 1)
+        self.stride = _pair(stride, "stride", 1)
+        self.dilation = _pair(dilation, "dilation", 1)
+        self.padding, self._explicit_pad = _padding(padding, self.kernel_size, self.stride, self.dilation)
+        self.padding_arg = padding
+        self.groups = groups
+        self.num_bases = num_bases
+        self.mode = mode
+        self.reduction = reduction
+        self.strategy = strategy
+
+        self.weight = nn.Parameter(
+            torch.empty(out_channels, num_bases, in_channels // groups, *self.kernel_size)
+        )
+        self.bias = nn.Parameter(torch.empty(out_channels, num_bases)) if bias else None
+        self.predictor = (
+            None
+            if shared_predictor
+            else CoefficientPredictor(in_channels, [(out_channels, num_bases)], mode, reduction, temperature)
+        )
+        self.reset_parameters()
+
+    @property
+    def strategy(self) -> str:
+        """Execution strategy: ``"auto"``, ``"feature"``, ``"grouped"`` or ``"matmul"``."""
+        return self._strategy
+
+    @strategy.setter
+    def strategy(self, value: str) -> None:
+        if value not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {value!r}")
+        self._strategy = value
+
+    @property
+    def initial_coefficient(self) -> float:
+        """Average coefficient at initialisation: 1/2 for sigmoid modes, 1/K for softmax."""
+        return 1.0 / self.num_bases if self.mode == "dyconv" else 0.5
+
+    def reset_parameters(self) -> None:
+        fan_in = (self.in_channels // self.groups) * math.prod(self.kernel_size)
+        # nn.Conv2d's kaiming_uniform_(a=sqrt(5)) bound, rescaled for a sum of K weighted bases.
+        scale = 1.0 / math.sqrt(self.num_bases * self.initial_coefficient**2)
+        bound = scale / math.sqrt(fan_in)
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, noise: float = 0.01, **dynamic_kwargs) -> DynamicConv2d:
+        """Build a dynamic layer whose bases start from a static convolution's weights.
+
+        At initialisation the converted layer computes exactly ``conv(x)`` (to rounding): its
+        predictor's output layer is zeroed, so every coefficient equals the mode's initial value
+        ``a`` (1/2 for sigmoid, 1/K for softmax), and base ``i`` is ``w / (K * a) + n_i``, where
+        the noise ``n_i`` (std ``noise * std(w)``) sums to zero over the bases. The noise breaks
+        the symmetry between bases so they can specialise during training.
+        """
+        if not isinstance(conv, nn.Conv2d):
+            raise ValueError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
+        if conv.padding_mode != "zeros":
+            raise ValueError(f"conv.padding_mode must be 'zeros', got {conv.padding_mode!r}")
+        layer = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            stride=conv.stride,
+            padding=conv.padding,
+            dilation=conv.dilation,
+            groups=conv.groups,
+            bias=conv.bias is not None,
+            **dynamic_kwargs,
+        ).to(device=conv.weight.device, dtype=conv.weight.dtype)
+        layer.load_static(conv.weight, conv.bias, noise)
+        return layer
+
+    @torch.no_grad()
+    def load_static(self, weight: Tensor, bias: Tensor | None = None, noise: float = 0.01) -> None:
+        """Set the bases from a static kernel so the layer computes that convolution (see from_conv)."""
+        expected = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+        if tuple(weight.shape) != expected:
+            raise ValueError(f"weight must have shape {expected}, got {tuple(weight.shape)}")
+        if self.predictor is not None:
+            nn.init.zeros_(self.predictor.output_layer.weight)
+            nn.init.zeros_(self.predictor.output_layer.bias)
+        share = 1.0 / (self.num_bases * self.initial_coefficient)
+        perturbation = torch.randn_like(self.weight) * (noise * weight.std().clamp_min(1e-12))
+        perturbation -= perturbation.mean(dim=1, keepdim=True)
+        self.weight.copy_(weight.unsqueeze(1) * share + perturbation)
+        if self.bias is not None:
+            if bias is None:
+                self.bias.zero_()
+            else:
+                self.bias.copy_(bias.unsqueeze(1).expand_as(self.bias) * share)
+
+    def coefficients(self, x: Tensor) -> Tensor:
+        """The layer's own coefficients for input ``x``: ``[B, out_channels, num_bases]``."""
+        if self.predictor is None:
+            raise ValueError("this layer has shared_predictor=True: pass coefficients to forward()")
+        return self.predictor(x)[0]
+
+    def fused_weight(self, coefficients: Tensor) -> Tensor:
+        """Per-sample kernels (Eq. 1): ``[B, out_channels, in_channels // groups, kH, kW]``.
+
+        Fusion runs in at least float32, also under autocast.
+        """
+        self._check_coefficients(coefficients)
+        return self._fuse(coefficients).unflatten(2, self.weight.shape[2:])
+
+    def fused_bias(self, coefficients: Tensor) -> Tensor | None:
+        """Per-sample bias ``[B, out_channels]``, fused with the kernels' coefficients."""
+        if self.bias is None:
+            return None
+        with autocast_disabled(coefficients.device.type):
+            dtype = torch.promote_types(self.bias.dtype, torch.float32)
+            return torch.einsum("bok,ok->bo", coefficients.to(dtype), self.bias.to(dtype))
+
+    def _fuse(self, coefficients: Tensor) -> Tensor:
+        """Fused kernels flattened to ``[B, out_channels, in_channels // groups * kH * kW]``."""
+        with autocast_disabled(coefficients.device.type):
+            dtype = torch.promote_types(self.weight.dtype, torch.float32)
+            bases = self.weight.to(dtype).flatten(2)
+            return torch.einsum("bok,okc->boc", coefficients.to(dtype), bases)
+
+    def _check_coefficients(self, coefficients: Tensor) -> None:
+        expected = (self.out_channels, self.num_bases)
+        if coefficients.dim() != 3 or tuple(coefficients.shape[1:]) != expected:
+            raise ValueError(
+                f"coefficients must have shape [batch, {expected[0]}, {expected[1]}] "
+                f"(batch, out_channels, num_bases), got {list(coefficients.shape)}"
+            )
+
+    def forward(self, x: Tensor, coefficients: Tensor | None = None) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"input must be [batch, {self.in_channels}, H, W], got {list(x.shape)}")
+        if coefficients is None:
+            coefficients = self.coefficients(x)
+        self._check_coefficients(coefficients)
+        if coefficients.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"coefficients batch {coefficients.shape[0]} does not match input batch {x.shape[0]}"
+            )
+        if self._explicit_pad is not None:
+            x = F.pad(x, self._explicit_pad)
+        strategy = self.strategy if self.strategy != "auto" else choose_strategy(self, x)
+        if strategy == "feature":
+            return self._forward_feature(x, coefficients)
+        if strategy == "grouped":
+            return self._forward_grouped(x, coefficients)
+        return self._forward_matmul(x, coefficients)
+
+    def _conv(self, x: Tensor, weight: Tensor, groups: int) -> Tensor:
+        return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, groups)
+
+    def _add_bias(self, y: Tensor, coefficients: Tensor) -> Tensor:
+        bias = self.fused_bias(coefficients)
+        return y if bias is None else y + bias.to(y.dtype)[:, :, None, None]
+
+    def _forward_feature(self, x: Tensor, coefficients: Tensor) -> Tensor:
+        weight = self.weight.flatten(0, 1)  # channel o * K + i is base i of output channel o
+        y = self._conv(x, weight, self.groups).unflatten(1, (self.out_channels, self.num_bases))
+        dtype = torch.promote_types(y.dtype, coefficients.dtype)
+        y = torch.einsum("bokhw,bok->bohw", y.to(dtype), coefficients.to(dtype))
+        return self._add_bias(y, coefficients)
+
+    def _forward_grouped(self, x: Tensor, coefficients: Tensor) -> Tensor:
+        batch = x.shape[0]
+        weight = self._fuse(coefficients).to(x.dtype).reshape(-1, *self.weight.shape[2:])
+        if batch == 1:
+            y = self._conv(x, weight, self.groups)
+        else:
+            y = self._conv(x.reshape(1, -1, *x.shape[2:]), weight, self.groups * batch)
+            y = y.reshape(batch, self.out_channels, *y.shape[2:])
+        return self._add_bias(y, coefficients)
+
+    def _forward_matmul(self, x: Tensor, coefficients: Tensor) -> Tensor:
+        batch, groups = x.shape[0], self.groups
+        weight = self._fuse(coefficients).to(x.dtype)
+        weight = weight.reshape(batch, groups, self.out_channels // groups, -1)
+        if self.kernel_size == (1, 1) and self.padding == (0, 0):
+            x = x[:, :, :: self.stride[0], :: self.stride[1]]
+            out_size = x.shape[2:]
+            columns = x.reshape(batch, groups, self.in_channels // groups, -1)
+        else:
+            out_size = self.output_size(x.shape[2:])
+            columns = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
+            columns = columns.reshape(batch, groups, -1, columns.shape[-1])
+        y = torch.matmul(weight, columns).reshape(batch, self.out_channels, *out_size)
+        return self._add_bias(y, coefficients)
+
+    def output_size(self, input_size: Sequence[int]) -> tuple[int, int]:
+        """Spatial output size for a (padded) input of spatial size ``input_size``."""
+        return tuple(  # type: ignore[return-value]
+            (size + 2 * p - d * (k - 1) - 1) // s + 1
+            for size, p, d, k, s in zip(input_size, self.padding, self.dilation, self.kernel_size, self.stride)
+        )
+
+    def extra_repr(self) -> str:
+        text = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, num_bases={self.num_bases}, mode={self.mode!r}"
+        )
+        if self.padding_arg not in (0, (0, 0)):
+            text += f", padding={self.padding_arg!r}"
+        if self.dilation != (1, 1):
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        if self.bias is None:
+            text += ", bias=False"
+        if self.predictor is None:
+            text += ", shared_predictor=True"
+        if self.strategy != "auto":
+            text += f", strategy={self.strategy!r}"
+        return text
+
+
+def choose_strategy(layer: DynamicConv2d, x: Tensor) -> str:
+    """Pick the fastest exact strategy for ``layer`` on input ``x`` (measured by ``make bench``).
+
+    Inference always fuses kernels. Under export with a symbolic batch, grouped convolution
+    cannot be expressed (its group count would depend on the batch), so feature fusion is used.
+    """
+    batch = x.shape[0]
+    if not isinstance(batch, int):
+        return "feature"
+    if batch == 1:
+        return "grouped"
+    depthwise = layer.groups == layer.in_channels
+    pointwise = layer.kernel_size == (1, 1) and layer.padding == (0, 0)
+    if depthwise:
+        return "grouped"
+    if pointwise:
+        return "matmul"
+    return "grouped"

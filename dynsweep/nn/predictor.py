@@ -1,0 +1,142 @@
+"""Coefficient prediction module (CPM) of DyNet, CondConv and DY-CNN.
+
+DyNet (Zhang et al., 2020, arXiv 2004.10694) predicts one sigmoid coefficient per
+(output channel, kernel base); CondConv (Yang et al., NeurIPS 2019) one sigmoid routing weight
+per base; DY-CNN (Chen et al., CVPR 2020) one softmax(z / T) attention weight per base. The
+predictor is global average pooling, then ``Linear -> ReLU -> Linear`` (or one ``Linear``), then
+the mode's activation. It has no BatchNorm, so training at batch size 1 works.
+
+One predictor can serve several dynamic layers from one pooled input: the paper's design of one
+CPM per block, emitting the coefficients of every dynamic layer of the block in one vector.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+COEFFICIENT_MODES = ("dynet", "condconv", "dyconv")
+
+
+def autocast_disabled(device_type: str) -> contextlib.AbstractContextManager:
+    """Leave autocast for a block computed in full precision (a no-op when autocast is off)."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def check_mode(mode: str) -> str:
+    """Return ``mode`` if it is a known coefficient mode, else raise a ValueError naming them."""
+    if mode not in COEFFICIENT_MODES:
+        raise ValueError(f"mode must be one of {COEFFICIENT_MODES}, got {mode!r}")
+    return mode
+
+
+def hidden_width(in_channels: int, reduction: int | None) -> int | None:
+    """Hidden width of the predictor's two-layer MLP, or None for a single linear layer."""
+    if reduction is None:
+        return None
+    if isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1:
+        raise ValueError(f"reduction must be None or an integer >= 1, got {reduction!r}")
+    hidden = in_channels // reduction
+    if hidden < 1:
+        raise ValueError(
+            f"reduction={reduction} leaves no hidden units for in_channels={in_channels}; "
+            f"use reduction <= {in_channels} or reduction=None"
+        )
+    return hidden
+
+
+class CoefficientPredictor(nn.Module):
+    """Predicts the kernel-fusion coefficients of one or more dynamic layers from one input.
+
+    ``layer_outputs`` lists ``(out_channels, num_bases)`` for each served layer. ``forward``
+    returns one tensor ``[B, out_channels, num_bases]`` per layer; in the per-base modes
+    (``condconv``, ``dyconv``) it is the per-base value broadcast over the output channels.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        layer_outputs: Sequence[tuple[int, int]],
+        mode: str = "dynet",
+        reduction: int | None = 4,
+        temperature: float = 30.0,
+    ) -> None:
+        super().__init__()
+        check_mode(mode)
+        if in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        if not layer_outputs:
+            raise ValueError("layer_outputs must name at least one (out_channels, num_bases) pair")
+        for out_channels, num_bases in layer_outputs:
+            if out_channels < 1 or num_bases < 1:
+                raise ValueError(
+                    "layer_outputs entries must be (out_channels >= 1, num_bases >= 1), "
+                    f"got {(out_channels, num_bases)}"
+                )
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.in_channels = in_channels
+        self.mode = mode
+        self.reduction = reduction
+        self.layer_outputs = [(int(c), int(k)) for c, k in layer_outputs]
+        # Per-layer width of the predicted vector: one value per (channel, base) or per base.
+        self.split_sizes = [c * k if mode == "dynet" else k for c, k in self.layer_outputs]
+        total = sum(self.split_sizes)
+        hidden = hidden_width(in_channels, reduction)
+        if hidden is None:
+            self.fc = nn.Linear(in_channels, total)
+        else:
+            self.fc = nn.Sequential(
+                nn.Linear(in_channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, total)
+            )
+        if mode == "dyconv":
+            self.register_buffer("temperature", torch.tensor(float(temperature)))
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        """The last linear layer, whose output is split among the served layers."""
+        return self.fc if isinstance(self.fc, nn.Linear) else self.fc[-1]
+
+    @property
+    def initial_coefficient(self) -> float:
+        """Each coefficient's value when the output layer is zero: 1/2 (sigmoid) or 1/K (softmax)."""
+        if self.mode == "dyconv":
+            (num_bases,) = {k for _, k in self.layer_outputs}
+            return 1.0 / num_bases
+        return 0.5
+
+    def set_temperature(self, temperature: float) -> None:
+        """Set the softmax temperature of ``dyconv`` (annealed from about 30 to 1 in DY-CNN)."""
+        if self.mode != "dyconv":
+            raise ValueError(f"temperature applies to mode='dyconv' only, this predictor is {self.mode!r}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature.fill_(float(temperature))
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        # Coefficients steer every kernel of the layer: compute them in float32 under autocast.
+        with autocast_disabled(x.device.type):
+            pooled = x.mean(dim=(2, 3))
+            dtype = torch.promote_types(pooled.dtype, self.output_layer.weight.dtype)
+            logits = self.fc(pooled.to(dtype))
+            coefficients = []
+            for (out_channels, num_bases), z in zip(
+                self.layer_outputs, logits.split(self.split_sizes, dim=1)
+            ):
+                if self.mode == "dynet":
+                    coefficients.append(torch.sigmoid(z).reshape(-1, out_channels, num_bases))
+                    continue
+                if self.mode == "condconv":
+                    z = torch.sigmoid(z)
+                else:
+                    z = torch.softmax(z / self.temperature, dim=1)
+                coefficients.append(z[:, None, :].expand(-1, out_channels, num_bases))
+            return coefficients
+
+    def extra_repr(self) -> str:
+        return f"in_channels={self.in_channels}, layer_outputs={self.layer_outputs}, mode={self.mode!r}"
