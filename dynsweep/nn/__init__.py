@@ -1,6 +1,15 @@
 """Dynamic convolution operators: the layer and its coefficient predictor."""
 
 from dynsweep.nn.dynamic_conv import STRATEGIES, DynamicConv2d, choose_strategy
+from dynsweep.nn.fold import fold_batchnorm, fold_batchnorm_into
 from dynsweep.nn.predictor import COEFFICIENT_MODES, CoefficientPredictor
 
-__all__ = ["COEFFICIENT_MODES", "STRATEGIES", "CoefficientPredictor", "DynamicConv2d", "choose_strategy"]
+__all__ = [
+    "COEFFICIENT_MODES",
+    "STRATEGIES",
+    "CoefficientPredictor",
+    "DynamicConv2d",
+    "choose_strategy",
+    "fold_batchnorm",
+    "fold_batchnorm_into",
+]

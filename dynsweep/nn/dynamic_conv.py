@@ -31,6 +31,8 @@ from torch import Tensor, nn
 from dynsweep.nn.predictor import CoefficientPredictor, autocast_disabled, check_mode
 
 STRATEGIES = ("auto", "feature", "grouped", "matmul")
+# Output maps with fewer pixels than this train faster with "matmul" than with "grouped".
+SMALL_MAP_PIXELS = 28 * 28
 
 IntOrPair = int | tuple[int, int]
 
@@ -126,6 +128,8 @@ class DynamicConv2d(nn.Module):
             torch.empty(out_channels, num_bases, in_channels // groups, *self.kernel_size)
         )
         self.bias = nn.Parameter(torch.empty(out_channels, num_bases)) if bias else None
+        # A per-channel bias independent of the coefficients; only fold_batchnorm sets it.
+        self.register_parameter("output_bias", None)
         self.predictor = (
             None
             if shared_predictor
@@ -266,7 +270,11 @@ class DynamicConv2d(nn.Module):
 
     def _add_bias(self, y: Tensor, coefficients: Tensor) -> Tensor:
         bias = self.fused_bias(coefficients)
-        return y if bias is None else y + bias.to(y.dtype)[:, :, None, None]
+        if bias is not None:
+            y = y + bias.to(y.dtype)[:, :, None, None]
+        if self.output_bias is not None:
+            y = y + self.output_bias.to(y.dtype)[None, :, None, None]
+        return y
 
     def _forward_feature(self, x: Tensor, coefficients: Tensor) -> Tensor:
         weight = self.weight.flatten(0, 1)  # channel o * K + i is base i of output channel o
@@ -336,12 +344,14 @@ def choose_strategy(layer: DynamicConv2d, x: Tensor) -> str:
     batch = x.shape[0]
     if not isinstance(batch, int):
         return "feature"
-    if batch == 1:
-        return "grouped"
-    depthwise = layer.groups == layer.in_channels
     pointwise = layer.kernel_size == (1, 1) and layer.padding == (0, 0)
-    if depthwise:
-        return "grouped"
-    if pointwise:
+    if pointwise and layer.groups == 1:
+        # A plain (batched) matrix product beats a 1x1 NCHW convolution on CPU, at any batch.
         return "matmul"
-    return "grouped"
+    if batch == 1 or layer.groups > 1:
+        # A single fused kernel (batch 1), or a grouped/depthwise convolution that stays one.
+        return "grouped"
+    out_h, out_w = layer.output_size(x.shape[2:])
+    # Batch-as-groups convolution is efficient on large maps; on small, wide maps the per-sample
+    # kernels outweigh the activations and the batched matrix product wins.
+    return "grouped" if out_h * out_w >= SMALL_MAP_PIXELS else "matmul"

@@ -1,0 +1,1 @@
+"""Benchmarks run by `make bench`: ratios measured side by side in one process."""

@@ -1,0 +1,111 @@
+"""DynamicConv2d (num_bases=4) against nn.Conv2d of the same shape, on ResNet18 / MobileNetV2 layers.
+
+Two settings: inference at batch 1 and a training step (forward + backward) at batch 64.
+Targets on the project's 2-core CPU: inference median <= 1.3x, worst <= 2x; training median
+<= 2x, worst <= 3x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+from torch import nn
+
+from benchmarks.layer_shapes import ALL_SHAPES, ConvShape
+from benchmarks.timing import interleaved_medians
+from dynsweep.nn import DynamicConv2d, choose_strategy
+
+TARGETS = {"inference": (1.3, 2.0), "training": (2.0, 3.0)}
+
+
+def _layers(shape: ConvShape, num_bases: int) -> tuple[nn.Conv2d, DynamicConv2d]:
+    args = (shape.in_channels, shape.out_channels, shape.kernel_size, shape.stride, shape.padding)
+    static = nn.Conv2d(*args, groups=shape.groups, bias=False)
+    dynamic = DynamicConv2d(*args, groups=shape.groups, num_bases=num_bases)
+    return static, dynamic
+
+
+def _inference_step(layer: nn.Module, x: torch.Tensor):
+    layer.eval()
+
+    def run() -> None:
+        with torch.inference_mode():
+            layer(x)
+
+    return run
+
+
+def _training_step(layer: nn.Module, x: torch.Tensor):
+    layer.train()
+    x = x.clone().requires_grad_(True)
+
+    def run() -> None:
+        layer.zero_grad(set_to_none=True)
+        x.grad = None
+        layer(x).sum().backward()
+
+    return run
+
+
+def measure(setting: str, batch: int, repeats: int, num_bases: int, shapes: list[ConvShape]) -> list[dict]:
+    """One row per layer shape: static and dynamic medians, their ratio and the chosen strategy."""
+    step = _inference_step if setting == "inference" else _training_step
+    rows = []
+    for shape in shapes:
+        torch.manual_seed(0)
+        static, dynamic = _layers(shape, num_bases)
+        x = torch.randn(batch, shape.in_channels, shape.input_size, shape.input_size)
+        dynamic.train(setting == "training")
+        strategy = choose_strategy(dynamic, x)
+        times = interleaved_medians({"static": step(static, x), "dynamic": step(dynamic, x)}, repeats)
+        rows.append(
+            dict(
+                layer=shape.name,
+                strategy=strategy,
+                static_ms=times["static"] * 1e3,
+                dynamic_ms=times["dynamic"] * 1e3,
+                ratio=times["dynamic"] / times["static"],
+            )
+        )
+        print(
+            f"  {setting:9s} {shape.name:22s} {strategy:8s} static {rows[-1]['static_ms']:9.3f} ms"
+            f"  dynamic {rows[-1]['dynamic_ms']:9.3f} ms  ratio {rows[-1]['ratio']:5.2f}x",
+            flush=True,
+        )
+    return rows
+
+
+def summarize(setting: str, rows: list[dict]) -> bool:
+    ratios = [row["ratio"] for row in rows]
+    median, worst = statistics.median(ratios), max(ratios)
+    target_median, target_worst = TARGETS[setting]
+    ok = median <= target_median and worst <= target_worst
+    print(
+        f"{setting}: median {median:.2f}x (target <= {target_median}x), worst {worst:.2f}x "
+        f"(target <= {target_worst}x) -> {'PASS' if ok else 'MISS'}"
+    )
+    return ok
+
+
+def main(argv: list[str] | None = None) -> bool:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and a smaller training batch")
+    parser.add_argument("--num-bases", type=int, default=4)
+    parser.add_argument("--only", choices=("inference", "training"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(torch.get_num_threads())
+    plan = {"inference": (1, 10 if args.quick else 50), "training": (16 if args.quick else 64, 2 if args.quick else 5)}
+    ok = True
+    for setting, (batch, repeats) in plan.items():
+        if args.only and setting != args.only:
+            continue
+        print(f"DynamicConv2d vs nn.Conv2d, {setting}, batch {batch}, num_bases {args.num_bases}, {torch.get_num_threads()} threads")
+        rows = measure(setting, batch, repeats, args.num_bases, ALL_SHAPES)
+        ok &= summarize(setting, rows)
+    return ok
+
+
+if __name__ == "__main__":
+    main()
