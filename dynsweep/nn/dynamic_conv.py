@@ -31,6 +31,8 @@ from torch import Tensor, nn
 from dynsweep.nn.predictor import CoefficientPredictor, autocast_disabled, check_mode
 
 STRATEGIES = ("auto", "feature", "grouped", "matmul")
+# Kernels with at least this many weights per output channel are fused by batched matmul.
+MATMUL_FUSION_MIN_SIZE = 256
 # Output maps with fewer pixels than this train faster with "matmul" than with "grouped".
 SMALL_MAP_PIXELS = 28 * 28
 
@@ -236,7 +238,11 @@ class DynamicConv2d(nn.Module):
         with autocast_disabled(coefficients.device.type):
             dtype = torch.promote_types(self.weight.dtype, torch.float32)
             bases = self.weight.to(dtype).flatten(2)
-            return torch.einsum("bok,okc->boc", coefficients.to(dtype), bases)
+            coefficients = coefficients.to(dtype)
+            if bases.shape[-1] >= MATMUL_FUSION_MIN_SIZE:
+                return torch.einsum("bok,okc->boc", coefficients, bases)
+            # Few weights per (channel, base): one broadcast product beats many tiny matmuls.
+            return (coefficients.unsqueeze(-1) * bases).sum(2)
 
     def _check_coefficients(self, coefficients: Tensor) -> None:
         expected = (self.out_channels, self.num_bases)
@@ -344,6 +350,10 @@ def choose_strategy(layer: DynamicConv2d, x: Tensor) -> str:
     batch = x.shape[0]
     if not isinstance(batch, int):
         return "feature"
+    if torch.compiler.is_exporting():
+        # Exported graphs get one Conv with the fused kernel (the paper's inference form): the
+        # matmul form breaks under onnxscript's reshape-MatMul-reshape rewrite (tests/test_export.py).
+        return "grouped"
     pointwise = layer.kernel_size == (1, 1) and layer.padding == (0, 0)
     if pointwise and layer.groups == 1:
         # A plain (batched) matrix product beats a 1x1 NCHW convolution on CPU, at any batch.

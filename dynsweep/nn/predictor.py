@@ -124,19 +124,22 @@ class CoefficientPredictor(nn.Module):
             pooled = x.mean(dim=(2, 3))
             dtype = torch.promote_types(pooled.dtype, self.output_layer.weight.dtype)
             logits = self.fc(pooled.to(dtype))
-            coefficients = []
-            for (out_channels, num_bases), z in zip(
-                self.layer_outputs, logits.split(self.split_sizes, dim=1)
-            ):
-                if self.mode == "dynet":
-                    coefficients.append(torch.sigmoid(z).reshape(-1, out_channels, num_bases))
-                    continue
-                if self.mode == "condconv":
-                    z = torch.sigmoid(z)
-                else:
-                    z = torch.softmax(z / self.temperature, dim=1)
-                coefficients.append(z[:, None, :].expand(-1, out_channels, num_bases))
-            return coefficients
+            if len(self.layer_outputs) == 1:
+                return [self._activate(logits, *self.layer_outputs[0])]
+            return [
+                self._activate(z, *shape)
+                for shape, z in zip(self.layer_outputs, logits.split(self.split_sizes, dim=1))
+            ]
+
+    def _activate(self, z: Tensor, out_channels: int, num_bases: int) -> Tensor:
+        """The mode's activation of one layer's logits, as ``[B, out_channels, num_bases]``."""
+        if self.mode == "dynet":
+            return torch.sigmoid(z).reshape(-1, out_channels, num_bases)
+        if self.mode == "condconv":
+            z = torch.sigmoid(z)
+        else:
+            z = torch.softmax(z / self.temperature, dim=1)
+        return z[:, None, :].expand(-1, out_channels, num_bases)
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, layer_outputs={self.layer_outputs}, mode={self.mode!r}"
