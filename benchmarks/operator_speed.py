@@ -8,6 +8,7 @@ Targets on the project's 2-core CPU: inference median <= 1.3x, worst <= 2x; trai
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 
 import torch
@@ -95,7 +96,8 @@ def main(argv: list[str] | None = None) -> bool:
     parser.add_argument("--num-bases", type=int, default=4)
     parser.add_argument("--only", choices=("inference", "training"))
     args = parser.parse_args(argv)
-    torch.set_num_threads(torch.get_num_threads())
+    allocator = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+    print(f"allocator settings: {allocator or 'glibc defaults'}")
     plan = {"inference": (1, 10 if args.quick else 50), "training": (16 if args.quick else 64, 2 if args.quick else 5)}
     ok = True
     for setting, (batch, repeats) in plan.items():
