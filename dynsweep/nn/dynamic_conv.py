@@ -362,9 +362,9 @@ def choose_strategy(layer: DynamicConv2d, x: Tensor) -> str:
         # A single fused kernel (batch 1), or a grouped/depthwise convolution that stays one.
         return "grouped"
     out_h, out_w = layer.output_size(x.shape[2:])
-    if x.is_cuda:
-        # On an H200 (docs/gpu.md) cuDNN's batch-as-groups convolution only pays on large maps;
-        # elsewhere the paper's feature fusion, one dense convolution, is the fastest.
+    if x.is_cuda and layer.training and torch.is_grad_enabled():
+        # Training on an H200 (docs/gpu.md): cuDNN's batch-as-groups convolution only pays on
+        # large maps; elsewhere the paper's feature fusion, one dense convolution, is fastest.
         return "grouped" if out_h * out_w >= 56 * 56 else "feature"
     # Batch-as-groups convolution is efficient on large maps; on small, wide maps the per-sample
     # kernels outweigh the activations and the batched matrix product wins.
