@@ -13,6 +13,7 @@ from dynsweep.cost import count
 from dynsweep.models import (
     DynamicSpec,
     build_model,
+    build_segmentation_model,
     default_spec,
     get_model_entry,
     list_models,
@@ -377,3 +378,54 @@ def test_unknown_model_lists_the_known_ones() -> None:
         build_model("resnet19")
     assert {"resnet18", "dy_resnet50", "fix_mobilenet_v2", "dy_mobilenet_v3_large"} <= set(list_models())
     assert list_models("dy_*", presets=False) == []
+
+
+# ---------------------------------------------------------------------------- 5. segmentation
+def _count_shapes_only(build, input_size) -> int:
+    """MACs of ``build()`` on fake tensors: shapes only, so 1024 x 2048 costs no compute."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        return count(build(), input_size).macs
+
+
+def test_resnet50_fcn_is_torchvision_fcn() -> None:
+    from torchvision.models.segmentation import fcn_resnet50
+
+    theirs = fcn_resnet50(weights=None, weights_backbone=None, num_classes=19, aux_loss=False).eval()
+    ours = build_segmentation_model("resnet50", num_classes=19)
+    assert params(ours) == params(theirs)
+    ours.load_state_dict(theirs.state_dict())
+    ours.eval()
+    x = torch.randn(1, 3, 32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x)["out"])
+    assert macs(ours, 32) == pytest.approx(flop_counter_macs(theirs, 32), rel=0.01)
+
+
+SEGMENTATION_BACKBONES = [
+    "resnet18",
+    "dy_resnet18",
+    "fix_resnet18",
+    pytest.param("resnet50", marks=pytest.mark.slow),
+    pytest.param("dy_resnet50", marks=pytest.mark.slow),
+    "dy_mobilenet_v2",
+]
+
+
+@pytest.mark.parametrize("name", SEGMENTATION_BACKBONES)
+def test_segmentation_output_shape_and_backward(name: str) -> None:
+    model = build_segmentation_model(name, num_classes=5)
+    assert model.backbone(torch.zeros(1, 3, 32, 48)).shape[-2:] == (4, 6)  # output stride 8
+    out = model(torch.randn(2, 3, 32, 48))
+    assert out.shape == (2, 5, 32, 48)
+    out.mean().backward()
+
+
+def test_dy_resnet50_fcn_macs_ratio_matches_paper() -> None:
+    size = (3, 1024, 2048)
+    dy = _count_shapes_only(lambda: build_segmentation_model("dy_resnet50"), size)
+    base = _count_shapes_only(lambda: build_segmentation_model("resnet50"), size)
+    assert abs(dy / base - 95.6 / 310.8) <= 0.03, f"{dy / base:.3f}"
+    # Same head width in both: the Dy FCN differs from the static one in its backbone only.
+    assert build_segmentation_model("dy_resnet50").classifier[0].out_channels == 512
