@@ -26,12 +26,16 @@ def add_models(subparsers: argparse._SubParsersAction) -> None:
         "--input-size", type=int, nargs="+", default=[224], metavar="PIXELS", help="H, or H W (default: 224)"
     )
     parser.add_argument("--filter", default="*", metavar="GLOB", help="only names matching this glob")
-    parser.add_argument("--small-input", action="store_true", help="build with the small-input stem (28-64 px)")
+    parser.add_argument(
+        "--small-input", action="store_true", help="build with the small-input stem (28-64 px)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(run=run_models)
 
 
-def model_rows(pattern: str, input_size: tuple[int, int, int], small_input: bool = False) -> list[dict[str, Any]]:
+def model_rows(
+    pattern: str, input_size: tuple[int, int, int], small_input: bool = False
+) -> list[dict[str, Any]]:
     """One row per registered model matching ``pattern``: each architecture, then its presets."""
     from dynsweep.cost import count
     from dynsweep.models import build_model, get_model_entry, list_models

@@ -12,6 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from dynsweep.cost import count
 from dynsweep.models import (
     DynamicSpec,
+    _layers,
     build_model,
     build_segmentation_model,
     default_spec,
@@ -19,7 +20,6 @@ from dynsweep.models import (
     list_models,
     load_torchvision_weights,
 )
-from dynsweep.models import _layers
 from dynsweep.nn import CoefficientPredictor, DynamicConv2d, fold_batchnorm
 
 # PAPER.md's reference table: torchvision parameters and MMACs at 224 x 224.
@@ -125,7 +125,9 @@ def test_torchvision_file_initialises_dynamic_bases(name: str, spec: dict, tmp_p
 
 def test_torchvision_file_rejected_when_spec_changes_channels() -> None:
     state = torchvision_model("resnet18").state_dict()
-    with pytest.raises(ValueError, match=r"weights\['layer1\.0\.\w+\.weight'\] has shape \[64\] but the model expects \[32\]"):
+    with pytest.raises(
+        ValueError, match=r"weights\['layer1\.0\.\w+\.weight'\] has shape \[64\] but the model expects \[32\]"
+    ):
         load_torchvision_weights(build_model("dy_resnet18"), state)
     with pytest.raises(ValueError, match="keys the model lacks"):
         load_torchvision_weights(build_model("resnet18"), {**state, "extra.weight": torch.zeros(1)})
@@ -158,7 +160,9 @@ def test_fix_twin_has_dy_channels_and_no_predictor(preset: str) -> None:
     dy, fix = build_model(preset), build_model("fix_" + preset[3:])
     assert get_model_entry("fix_" + preset[3:]).baseline == get_model_entry(preset).baseline
     assert not any(isinstance(m, (DynamicConv2d, CoefficientPredictor)) for m in fix.modules())
-    fix_shapes = {name: m.weight.shape for name, m in fix.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    fix_shapes = {
+        name: m.weight.shape for name, m in fix.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+    }
     for name, m in dy.named_modules():
         if isinstance(m, DynamicConv2d):
             assert fix_shapes[name] == (m.out_channels, m.in_channels // m.groups, *m.kernel_size)
@@ -238,7 +242,9 @@ def test_every_block_uses_every_coefficient(monkeypatch) -> None:
         assert feeds and all(feed.taken == len(feed.coefficients) for feed in feeds), name
 
 
-@pytest.mark.parametrize("name", ["dy_resnet18", "dy_mobilenet_v2", "dy_shufflenet_v2", "dy_mobilenet_v3_small"])
+@pytest.mark.parametrize(
+    "name", ["dy_resnet18", "dy_mobilenet_v2", "dy_shufflenet_v2", "dy_mobilenet_v3_small"]
+)
 def test_batchnorm_folds_into_every_dynamic_conv(name: str) -> None:
     """Every dynamic conv is followed directly by its BatchNorm: fold_batchnorm removes them all."""
     torch.manual_seed(0)
@@ -304,11 +310,21 @@ def test_placement_selects_stages_blocks_and_roles() -> None:
 def test_per_stage_values_and_widths() -> None:
     model = build_model(
         "resnet18",
-        {"stages": "all", "num_bases": [1, 2, 3, 4], "reduction": [None, 2, 4, 8], "stage_widths": [1, 1, 0.5, 2]},
+        {
+            "stages": "all",
+            "num_bases": [1, 2, 3, 4],
+            "reduction": [None, 2, 4, 8],
+            "stage_widths": [1, 1, 0.5, 2],
+        },
     )
     assert [model.get_submodule(f"layer{i}.0.conv1").num_bases for i in range(1, 5)] == [1, 2, 3, 4]
     assert model.layer1[0].predictor.reduction is None and model.layer4[0].predictor.reduction == 8
-    assert [model.get_submodule(f"layer{i}.0.conv1").out_channels for i in range(1, 5)] == [64, 128, 128, 1024]
+    assert [model.get_submodule(f"layer{i}.0.conv1").out_channels for i in range(1, 5)] == [
+        64,
+        128,
+        128,
+        1024,
+    ]
     assert build_model("mobilenet_v2", {"width_mult": 0.5}).features[-1][0].out_channels == 1280
     assert params(build_model("mobilenet_v2", {"width_mult": 0.5})) == params(
         torchvision.models.mobilenet_v2(width_mult=0.5)
@@ -318,23 +334,47 @@ def test_per_stage_values_and_widths() -> None:
 @pytest.mark.parametrize(
     "name, spec, message",
     [
-        ("resnet18", {"stages": [4]}, r"DynamicSpec.stages: stage 4 does not exist; resnet18 has stages 0 to 3"),
+        (
+            "resnet18",
+            {"stages": [4]},
+            r"DynamicSpec.stages: stage 4 does not exist; resnet18 has stages 0 to 3",
+        ),
         ("shufflenet_v2_x1_0", {"stages": [0, 3]}, r"DynamicSpec.stages: stage 3 does not exist"),
         ("resnet18", {"width_mult": 0.005}, r"DynamicSpec.width_mult: leaves 0.32 channels in the stem"),
         ("mobilenet_v2", {"stage_widths": [1, 1, 1, 1, 1, 1, 0.001]}, r"DynamicSpec.stage_widths: leaves"),
-        ("resnet50", {"stages": [0], "dynamic_width": 0.001}, r"DynamicSpec.dynamic_width: leaves .* in stage 0"),
-        ("mobilenet_v2", {"depthwise_group_width": 5}, r"DynamicSpec.depthwise_group_width: 5 does not divide"),
+        (
+            "resnet50",
+            {"stages": [0], "dynamic_width": 0.001},
+            r"DynamicSpec.dynamic_width: leaves .* in stage 0",
+        ),
+        (
+            "mobilenet_v2",
+            {"depthwise_group_width": 5},
+            r"DynamicSpec.depthwise_group_width: 5 does not divide",
+        ),
         (
             "shufflenet_v2_x1_0",
             {"split_ratio": 0.25, "depthwise_group_width": 2},
             r"DynamicSpec.depthwise_group_width: 2 does not divide the 29 channels",
         ),
         ("shufflenet_v2_x1_0", {"split_ratio": 0.001}, r"DynamicSpec.split_ratio: 0.001 leaves 0 of 116"),
-        ("resnet18", {"num_bases": [2, 3]}, r"DynamicSpec.num_bases: has 2 values, but resnet18 has 4 stages"),
+        (
+            "resnet18",
+            {"num_bases": [2, 3]},
+            r"DynamicSpec.num_bases: has 2 values, but resnet18 has 4 stages",
+        ),
         ("resnet18", {"reduction": [4, 4, 4]}, r"DynamicSpec.reduction: has 3 values"),
         ("mobilenet_v2", {"stage_widths": [1, 1]}, r"DynamicSpec.stage_widths: has 2 values"),
-        ("mobilenet_v2", {"stages": [0], "blocks": [1]}, r"DynamicSpec.blocks: block 1 does not exist in stage 0"),
-        ("resnet18", {"stages": "all", "reduction": 128}, r"DynamicSpec.reduction: 128 leaves no hidden units"),
+        (
+            "mobilenet_v2",
+            {"stages": [0], "blocks": [1]},
+            r"DynamicSpec.blocks: block 1 does not exist in stage 0",
+        ),
+        (
+            "resnet18",
+            {"stages": "all", "reduction": 128},
+            r"DynamicSpec.reduction: 128 leaves no hidden units",
+        ),
         ("resnet18", {"expansion": 1.0}, r"DynamicSpec.expansion: does not apply to resnet18"),
         ("mobilenet_v2", {"split_ratio": 0.25}, r"DynamicSpec.split_ratio: does not apply to mobilenet_v2"),
     ],

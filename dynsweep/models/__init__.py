@@ -7,8 +7,8 @@ presets, and a dilated FCN for segmentation.
 >>> sweep = build_model("mobilenet_v2", {"stages": "all", "num_bases": 4, "mode": "condconv"})
 """
 
-from dynsweep.models import mobilenet_v2, mobilenet_v3, resnet, shufflenet  # noqa: F401  (registers)
-from dynsweep.models import presets  # noqa: F401  (registers the paper's networks)
+# Importing the family modules and the presets registers their names.
+from dynsweep.models import mobilenet_v2, mobilenet_v3, presets, resnet, shufflenet  # noqa: F401
 from dynsweep.models.registry import (
     ModelEntry,
     build_model,

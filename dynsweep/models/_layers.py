@@ -112,7 +112,9 @@ class LayerFactory:
     def stage_channels(self, stage: int, channels: float) -> int:
         """Channels of a stage after the spec's multipliers and rounding."""
         plan = self.plans[stage]
-        return make_divisible(channels * plan.width, self.multiple, self._width_field(plan), f"stage {stage} of {self.arch}")
+        return make_divisible(
+            channels * plan.width, self.multiple, self._width_field(plan), f"stage {stage} of {self.arch}"
+        )
 
     def fixed_channels(self, channels: float, mult: float, where: str) -> int:
         """Channels outside the stages (stem, head): ``channels * mult`` rounded to the family's multiple."""
@@ -120,7 +122,9 @@ class LayerFactory:
 
     def _width_field(self, plan: StagePlan) -> str:
         spec = self.spec
-        names = [n for n, v in (("width_mult", spec.width_mult), ("dynamic_width", spec.dynamic_width)) if v != 1.0]
+        names = [
+            n for n, v in (("width_mult", spec.width_mult), ("dynamic_width", spec.dynamic_width)) if v != 1.0
+        ]
         if spec.stage_widths is not None:
             names.insert(1, "stage_widths")
         if not plan.dynamic and "dynamic_width" in names:
@@ -139,7 +143,9 @@ class LayerFactory:
     # -- layers -----------------------------------------------------------------------------
     def block(self, stage: int, index: int) -> BlockBuilder:
         plan = self.plans[stage]
-        return BlockBuilder(self, plan, dynamic=index in plan.dynamic_blocks, where=f"stage {stage} block {index}")
+        return BlockBuilder(
+            self, plan, dynamic=index in plan.dynamic_blocks, where=f"stage {stage} block {index}"
+        )
 
     def check_reduction(self, in_channels: int, reduction: int | None, where: str) -> None:
         if reduction is not None and in_channels // reduction < 1:
@@ -209,15 +215,17 @@ class BlockBuilder:
         padding = (kernel_size - 1) // 2 * dilation
         role = conv_role(kernel_size, groups)
         if not (candidate and self.dynamic and role in spec.roles) or spec.static_kernels:
-            return nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=False)
+            return nn.Conv2d(
+                in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=False
+            )
         args = (in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
         if spec.predictor_scope == "block":
             self.shared_outputs.append((out_channels, self.plan.num_bases))
-            return DynamicConv2d(
-                *args, num_bases=self.plan.num_bases, mode=spec.mode, shared_predictor=True
-            )
+            return DynamicConv2d(*args, num_bases=self.plan.num_bases, mode=spec.mode, shared_predictor=True)
         plan = self.plan
-        return DynamicConv2d(*args, **self.factory.own_predictor(in_channels, plan.num_bases, plan.reduction, self.where))
+        return DynamicConv2d(
+            *args, **self.factory.own_predictor(in_channels, plan.num_bases, plan.reduction, self.where)
+        )
 
     def conv_norm_act(
         self,
@@ -232,7 +240,9 @@ class BlockBuilder:
         *,
         candidate: bool = True,
     ) -> ConvNormAct:
-        conv = self.conv(in_channels, out_channels, kernel_size, stride, dilation, groups, candidate=candidate)
+        conv = self.conv(
+            in_channels, out_channels, kernel_size, stride, dilation, groups, candidate=candidate
+        )
         return ConvNormAct(conv, norm(out_channels), activation() if activation is not None else None)
 
     def predictor(self, in_channels: int) -> CoefficientPredictor | None:
@@ -241,7 +251,9 @@ class BlockBuilder:
             return None
         spec = self.factory.spec
         self.factory.check_reduction(in_channels, self.plan.reduction, self.where)
-        return CoefficientPredictor(in_channels, self.shared_outputs, spec.mode, self.plan.reduction, spec.temperature)
+        return CoefficientPredictor(
+            in_channels, self.shared_outputs, spec.mode, self.plan.reduction, spec.temperature
+        )
 
 
 def init_static(model: nn.Module, linear_std: float | None = 0.01) -> None:

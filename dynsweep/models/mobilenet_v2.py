@@ -102,12 +102,19 @@ class MobileNetV2(nn.Module):
         self.spec, self.arch = spec, name
         depths = [n for _, _, n, _ in table]
         factory = LayerFactory(
-            spec, plan_stages(spec, name, depths, ("expansion", "depthwise_group_width")), name, default_multiple=8
+            spec,
+            plan_stages(spec, name, depths, ("expansion", "depthwise_group_width")),
+            name,
+            default_multiple=8,
         )
 
         inp = factory.fixed_channels(STEM_CHANNELS, spec.width_mult, "the stem")
         features: list[nn.Module] = [
-            ConvNormAct(factory.stem_conv(in_channels, inp, 3, 1 if small_input else 2), nn.BatchNorm2d(inp), nn.ReLU6())
+            ConvNormAct(
+                factory.stem_conv(in_channels, inp, 3, 1 if small_input else 2),
+                nn.BatchNorm2d(inp),
+                nn.ReLU6(),
+            )
         ]
         dilation, current, shrink_stride = 1, 1 if small_input else 2, small_input
         for stage, (t, c, n, s) in enumerate(table):

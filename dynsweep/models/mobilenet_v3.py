@@ -45,8 +45,12 @@ MOBILENET_V3_LARGE = [
     [B(3, 16, 16, False, "RE", 1)],
     [B(3, 64, 24, False, "RE", 2), B(3, 72, 24, False, "RE", 1)],
     [B(5, 72, 40, True, "RE", 2), B(5, 120, 40, True, "RE", 1), B(5, 120, 40, True, "RE", 1)],
-    [B(3, 240, 80, False, "HS", 2), B(3, 200, 80, False, "HS", 1), B(3, 184, 80, False, "HS", 1),
-     B(3, 184, 80, False, "HS", 1)],
+    [
+        B(3, 240, 80, False, "HS", 2),
+        B(3, 200, 80, False, "HS", 1),
+        B(3, 184, 80, False, "HS", 1),
+        B(3, 184, 80, False, "HS", 1),
+    ],
     [B(3, 480, 112, True, "HS", 1), B(3, 672, 112, True, "HS", 1)],
     [B(5, 672, 160, True, "HS", 2), B(5, 960, 160, True, "HS", 1), B(5, 960, 160, True, "HS", 1)],
 ]
@@ -144,7 +148,10 @@ class MobileNetV3(nn.Module):
                     hidden = factory.stage_channels(stage, cnf.expanded)
                     expand = hidden != inp
                 else:
-                    hidden, expand = make_divisible(spec.expansion * oup, factory.multiple, "expansion", where), True
+                    hidden, expand = (
+                        make_divisible(spec.expansion * oup, factory.multiple, "expansion", where),
+                        True,
+                    )
                 stride = cnf.stride
                 if shrink_stride and stride > 1:
                     stride, shrink_stride = 1, False
@@ -183,7 +190,9 @@ class MobileNetV3(nn.Module):
         return self.classifier(self.avgpool(x).flatten(1))
 
 
-def _mobilenet_v3(name: str, table: list[list[BlockConfig]], spec: DynamicSpec | None, **kwargs) -> MobileNetV3:
+def _mobilenet_v3(
+    name: str, table: list[list[BlockConfig]], spec: DynamicSpec | None, **kwargs
+) -> MobileNetV3:
     stem, last = MOBILENET_V3_HEADS[name]
     return MobileNetV3(table, spec, stem_channels=stem, last_channels=last, name=name, **kwargs)
 

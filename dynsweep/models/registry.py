@@ -8,7 +8,6 @@ changes. :func:`build_model` resolves a name, merges the given spec and builds t
 from __future__ import annotations
 
 import fnmatch
-import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -74,9 +73,11 @@ def register_preset(baseline: str) -> Callable[[Callable[[], DynamicSpec]], Buil
         preset_spec = spec_fn()
         base = get_model_entry(baseline)
 
-        @functools.wraps(spec_fn)
         def builder(spec: SpecLike = None, **kwargs: Any) -> nn.Module:
             return base.build(resolve_spec(spec, preset_spec), **kwargs)
+
+        builder.__name__ = builder.__qualname__ = spec_fn.__name__
+        builder.__module__, builder.__doc__ = spec_fn.__module__, spec_fn.__doc__
 
         _add(ModelEntry(spec_fn.__name__, base.build, preset_spec, baseline, _first_line(spec_fn.__doc__)))
         return builder
@@ -95,7 +96,9 @@ def get_model_entry(name: str) -> ModelEntry:
 def list_models(pattern: str = "*", presets: bool = True) -> list[str]:
     """Registered names matching the glob ``pattern``, sorted (aliases are not listed)."""
     return sorted(
-        e.name for e in _REGISTRY.values() if fnmatch.fnmatch(e.name, pattern) and (presets or not e.is_preset)
+        e.name
+        for e in _REGISTRY.values()
+        if fnmatch.fnmatch(e.name, pattern) and (presets or not e.is_preset)
     )
 
 
@@ -109,7 +112,7 @@ def resolve_spec(spec: SpecLike, default: DynamicSpec) -> DynamicSpec:
     if spec is None:
         return DynamicSpec.from_dict(default.to_dict())
     if isinstance(spec, DynamicSpec):
-        return spec.validate()
+        return DynamicSpec.from_dict(spec.to_dict())  # a validated copy: the model owns its spec
     return DynamicSpec.from_dict(spec, base=default)
 
 

@@ -54,7 +54,9 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, b: BlockBuilder, inplanes: int, planes: int, stride: int = 1, dilation: int = 1) -> None:
+    def __init__(
+        self, b: BlockBuilder, inplanes: int, planes: int, stride: int = 1, dilation: int = 1
+    ) -> None:
         super().__init__()
         self.conv1 = b.conv(inplanes, planes, 3, stride, dilation)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -77,7 +79,9 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, b: BlockBuilder, inplanes: int, planes: int, stride: int = 1, dilation: int = 1) -> None:
+    def __init__(
+        self, b: BlockBuilder, inplanes: int, planes: int, stride: int = 1, dilation: int = 1
+    ) -> None:
         super().__init__()
         self.conv1 = b.conv(inplanes, planes, 1)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -140,7 +144,9 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
         inplanes, dilation, current = stem, 1, 1 if small_input else 4
-        for stage, (depth, planes, stride) in enumerate(zip(config.depths, config.planes, config.strides)):
+        for stage, (depth, planes, stride) in enumerate(
+            zip(config.depths, config.planes, config.strides, strict=True)
+        ):
             planes = factory.stage_channels(stage, planes)
             first_dilation = dilation
             stride, dilation, current = dilate(stride, dilation, current, output_stride)

@@ -84,7 +84,9 @@ class InvertedResidual(nn.Module):
             branch_in = inp
         else:
             if inp != oup:
-                raise ValueError(f"a ShuffleNetV2 unit without downsampling needs inp == oup, got {inp} and {oup}")
+                raise ValueError(
+                    f"a ShuffleNetV2 unit without downsampling needs inp == oup, got {inp} and {oup}"
+                )
             self.branch1 = nn.Sequential()
             branch_in = right
         self.branch2 = nn.Sequential(
@@ -140,11 +142,15 @@ class ShuffleNetV2(nn.Module):
         inp = factory.fixed_channels(widths[0], spec.width_mult, "the stem")
         stem = factory.stem_conv(in_channels, inp, 3, 1 if small_input else 2)
         self.conv1 = ConvNormAct(stem, nn.BatchNorm2d(inp), nn.ReLU(inplace=True))
-        self.maxpool: nn.Module = nn.Identity() if small_input else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.maxpool: nn.Module = (
+            nn.Identity() if small_input else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        )
 
         dilation, current = 1, 1 if small_input else 4
         self.stage_names = [f"stage{i + 2}" for i in range(len(depths))]
-        for stage, (name_, depth, channels) in enumerate(zip(self.stage_names, depths, widths[1:-1])):
+        for stage, (name_, depth, channels) in enumerate(
+            zip(self.stage_names, depths, widths[1:-1], strict=True)
+        ):
             oup = factory.stage_channels(stage, channels)
             first_dilation = dilation
             stride, dilation, current = dilate(2, dilation, current, output_stride)
@@ -169,7 +175,9 @@ class ShuffleNetV2(nn.Module):
         self.features_only = features_only
         if not features_only:
             last = factory.fixed_channels(widths[-1], max(1.0, spec.width_mult), "the last convolution")
-            self.conv5 = ConvNormAct(factory.head_conv(inp, last), nn.BatchNorm2d(last), nn.ReLU(inplace=True))
+            self.conv5 = ConvNormAct(
+                factory.head_conv(inp, last), nn.BatchNorm2d(last), nn.ReLU(inplace=True)
+            )
             self.fc = factory.linear(last, num_classes)
             inp = last
         self.out_channels = inp  # torchvision keeps PyTorch's default initialisation here

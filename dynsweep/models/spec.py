@@ -166,7 +166,9 @@ class DynamicSpec:
             raise _fail("temperature", f"must be a number > 0, got {self.temperature!r}")
         for value in self.reduction if isinstance(self.reduction, list) else [self.reduction]:
             if value is not None and (not _is_int(value) or value < 1):
-                raise _fail("reduction", f"must be None, an integer >= 1, or a list of them, got {self.reduction!r}")
+                raise _fail(
+                    "reduction", f"must be None, an integer >= 1, or a list of them, got {self.reduction!r}"
+                )
         if self.predictor_scope not in PREDICTOR_SCOPES:
             raise _fail("predictor_scope", f"must be one of {PREDICTOR_SCOPES}, got {self.predictor_scope!r}")
         for name in ("width_mult", "dynamic_width"):
@@ -179,7 +181,9 @@ class DynamicSpec:
             or not all(_is_number(w) and w > 0 for w in self.stage_widths)
         ):
             raise _fail("stage_widths", f"must be None or a list of numbers > 0, got {self.stage_widths!r}")
-        if self.channel_multiple is not None and (not _is_int(self.channel_multiple) or self.channel_multiple < 1):
+        if self.channel_multiple is not None and (
+            not _is_int(self.channel_multiple) or self.channel_multiple < 1
+        ):
             raise _fail("channel_multiple", f"must be None or an integer >= 1, got {self.channel_multiple!r}")
         if self.expansion is not None and (not _is_number(self.expansion) or self.expansion <= 0):
             raise _fail("expansion", f"must be None or a number > 0, got {self.expansion!r}")
@@ -238,11 +242,15 @@ def plan_stages(
     else:
         missing = [s for s in spec.stages if s >= num_stages]
         if missing:
-            raise _fail("stages", f"stage {missing[0]} does not exist; {arch} has stages 0 to {num_stages - 1}")
+            raise _fail(
+                "stages", f"stage {missing[0]} does not exist; {arch} has stages 0 to {num_stages - 1}"
+            )
         dynamic = set(spec.stages)
     num_bases = _per_stage(spec, "num_bases", arch, num_stages)
     reduction = _per_stage(spec, "reduction", arch, num_stages)
-    stage_widths = _per_stage(spec, "stage_widths", arch, num_stages) if spec.stage_widths else [1.0] * num_stages
+    stage_widths = (
+        _per_stage(spec, "stage_widths", arch, num_stages) if spec.stage_widths else [1.0] * num_stages
+    )
     plans = []
     for index, depth in enumerate(depths):
         blocks: set[int] = set()
@@ -252,7 +260,9 @@ def plan_stages(
             else:
                 for b in spec.blocks:
                     if not -depth <= b < depth:
-                        raise _fail("blocks", f"block {b} does not exist in stage {index} of {arch} ({depth} blocks)")
+                        raise _fail(
+                            "blocks", f"block {b} does not exist in stage {index} of {arch} ({depth} blocks)"
+                        )
                     blocks.add(b % depth)
         width = spec.width_mult * stage_widths[index] * (spec.dynamic_width if index in dynamic else 1.0)
         plans.append(StagePlan(index, depth, frozenset(blocks), num_bases[index], reduction[index], width))

@@ -54,7 +54,9 @@ def load_torchvision_weights(
             raise _shape_error(key, tuple(value.shape), tuple(own[key].shape))
     unexpected = sorted(set(state) - set(own) - dynamic_keys)
     if unexpected:
-        raise ValueError(f"weights has keys the model lacks: {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        raise ValueError(
+            f"weights has keys the model lacks: {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"
+        )
 
     new_keys: set[str] = set()  # parameters the file cannot provide: predictors, bases
     for name, module in model.named_modules():
@@ -77,12 +79,16 @@ def load_torchvision_weights(
             raise _shape_error(key, tuple(weight.shape), expected)
         if (bias is None) != (module.bias is None):
             raise ValueError(f"weights and model disagree on whether {name!r} has a bias")
-        module.load_static(weight.to(module.weight.dtype), None if bias is None else bias.to(module.weight.dtype), noise)
+        module.load_static(
+            weight.to(module.weight.dtype), None if bias is None else bias.to(module.weight.dtype), noise
+        )
 
     result = model.load_state_dict(state, strict=False)
     missing = sorted(set(result.missing_keys) - new_keys)
     if missing:
-        raise ValueError(f"weights lacks keys the model needs: {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        raise ValueError(
+            f"weights lacks keys the model needs: {missing[:5]}{' ...' if len(missing) > 5 else ''}"
+        )
     return model
 
 
