@@ -179,6 +179,7 @@ def test_presets_follow_the_paper() -> None:
     assert convs[1].groups == block.out_channels // 6
     assert all(c.num_bases == 6 and c.predictor is None for c in convs)
     assert block.predictor.in_channels == block.out_channels and block.predictor.reduction is None
+    assert block.predictor.output_layer.bias.abs().sum() > 0  # torchvision's init leaves predictors alone
 
     shuffle = build_model("dy_shufflenet_v2")
     unit = shuffle.stage3[1]
@@ -258,6 +259,14 @@ def test_batchnorm_folds_into_every_dynamic_conv(name: str) -> None:
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_dynamic_model_exports() -> None:
+    model = build_model("dy_shufflenet_v2").eval()
+    x = torch.randn(1, 3, 64, 64)
+    exported = torch.export.export(model, (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(x), model(x))
 
 
 # ---------------------------------------------------------------------------- 1. spec

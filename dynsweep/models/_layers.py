@@ -257,12 +257,17 @@ class BlockBuilder:
 
 
 def init_static(model: nn.Module, linear_std: float | None = 0.01) -> None:
-    """torchvision's initialisation of static layers (dynamic layers keep their own).
+    """torchvision's initialisation of static layers (dynamic layers and predictors keep their own).
 
     Convs: Kaiming normal, fan_out; BatchNorm: ones and zeros; Linear: normal(0, ``linear_std``)
     and zero bias, or PyTorch's default when ``linear_std`` is None (ResNet).
     """
+    predictor_layers = {
+        id(layer) for m in model.modules() if isinstance(m, CoefficientPredictor) for layer in m.modules()
+    }
     for m in model.modules():
+        if id(m) in predictor_layers:
+            continue
         if type(m) is nn.Conv2d:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
