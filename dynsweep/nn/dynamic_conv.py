@@ -271,48 +271,52 @@ class DynamicConv2d(nn.Module):
             return self._forward_grouped(x, coefficients)
         return self._forward_matmul(x, coefficients)
 
-    def _conv(self, x: Tensor, weight: Tensor, groups: int) -> Tensor:
-        return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, groups)
+    def _conv(self, x: Tensor, weight: Tensor, groups: int, bias: Tensor | None = None) -> Tensor:
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
 
-    def _add_bias(self, y: Tensor, coefficients: Tensor) -> Tensor:
+    def _sample_bias(self, coefficients: Tensor, dtype: torch.dtype) -> Tensor | None:
+        """Everything added per (sample, output channel): fused bias plus ``output_bias``."""
         bias = self.fused_bias(coefficients)
-        if bias is not None:
-            y = y + bias.to(y.dtype)[:, :, None, None]
         if self.output_bias is not None:
-            y = y + self.output_bias.to(y.dtype)[None, :, None, None]
-        return y
+            bias = self.output_bias[None] if bias is None else bias + self.output_bias
+        return None if bias is None else bias.to(dtype).expand(coefficients.shape[0], -1)
 
     def _forward_feature(self, x: Tensor, coefficients: Tensor) -> Tensor:
         weight = self.weight.flatten(0, 1)  # channel o * K + i is base i of output channel o
         y = self._conv(x, weight, self.groups).unflatten(1, (self.out_channels, self.num_bases))
         dtype = torch.promote_types(y.dtype, coefficients.dtype)
         y = torch.einsum("bokhw,bok->bohw", y.to(dtype), coefficients.to(dtype))
-        return self._add_bias(y, coefficients)
+        bias = self._sample_bias(coefficients, y.dtype)
+        return y if bias is None else y + bias[:, :, None, None]
 
     def _forward_grouped(self, x: Tensor, coefficients: Tensor) -> Tensor:
         batch = x.shape[0]
         weight = self._fuse(coefficients).to(x.dtype).reshape(-1, *self.weight.shape[2:])
+        bias = self._sample_bias(coefficients, x.dtype)
+        bias = None if bias is None else bias.reshape(-1)
         if batch == 1:
-            y = self._conv(x, weight, self.groups)
-        else:
-            y = self._conv(x.reshape(1, -1, *x.shape[2:]), weight, self.groups * batch)
-            y = y.reshape(batch, self.out_channels, *y.shape[2:])
-        return self._add_bias(y, coefficients)
+            return self._conv(x, weight, self.groups, bias)
+        y = self._conv(x.reshape(1, -1, *x.shape[2:]), weight, self.groups * batch, bias)
+        return y.reshape(batch, self.out_channels, *y.shape[2:])
 
     def _forward_matmul(self, x: Tensor, coefficients: Tensor) -> Tensor:
         batch, groups = x.shape[0], self.groups
         weight = self._fuse(coefficients).to(x.dtype)
-        weight = weight.reshape(batch, groups, self.out_channels // groups, -1)
+        weight = weight.reshape(batch * groups, self.out_channels // groups, -1)
         if self.kernel_size == (1, 1) and self.padding == (0, 0):
             x = x[:, :, :: self.stride[0], :: self.stride[1]]
             out_size = x.shape[2:]
-            columns = x.reshape(batch, groups, self.in_channels // groups, -1)
+            columns = x.reshape(batch * groups, self.in_channels // groups, -1)
         else:
             out_size = self.output_size(x.shape[2:])
             columns = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
-            columns = columns.reshape(batch, groups, -1, columns.shape[-1])
-        y = torch.matmul(weight, columns).reshape(batch, self.out_channels, *out_size)
-        return self._add_bias(y, coefficients)
+            columns = columns.reshape(batch * groups, -1, columns.shape[-1])
+        bias = self._sample_bias(coefficients, x.dtype)
+        if bias is None:
+            y = torch.bmm(weight, columns)
+        else:
+            y = torch.baddbmm(bias.reshape(batch * groups, -1, 1), weight, columns)
+        return y.reshape(batch, self.out_channels, *out_size)
 
     def output_size(self, input_size: Sequence[int]) -> tuple[int, int]:
         """Spatial output size for a (padded) input of spatial size ``input_size``."""
