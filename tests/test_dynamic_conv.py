@@ -245,3 +245,10 @@ def test_wrongly_shaped_coefficients_are_rejected() -> None:
     for bad in (torch.rand(2, 6, 3), torch.rand(2, 12), torch.rand(3, 6, 2)):
         with pytest.raises(ValueError, match="coefficients"):
             layer(x, bad)
+
+
+def test_meta_device_runs_for_shape_inference() -> None:
+    """Shapes of large inputs can be computed on the meta device, without memory or arithmetic."""
+    layer = DynamicConv2d(8, 16, 3, stride=2, padding=1, bias=True).to("meta")
+    y = layer(torch.empty(2, 8, 1024, 2048, device="meta"))
+    assert y.shape == (2, 16, 512, 1024) and y.device.type == "meta"

@@ -23,7 +23,7 @@ COEFFICIENT_MODES = ("dynet", "condconv", "dyconv")
 
 def autocast_disabled(device_type: str) -> contextlib.AbstractContextManager:
     """Leave autocast for a block computed in full precision (a no-op when autocast is off)."""
-    if torch.is_autocast_enabled(device_type):
+    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
         return torch.autocast(device_type=device_type, enabled=False)
     return contextlib.nullcontext()
 
