@@ -124,20 +124,20 @@ class CoefficientPredictor(nn.Module):
             pooled = x.mean(dim=(2, 3))
             dtype = torch.promote_types(pooled.dtype, self.output_layer.weight.dtype)
             logits = self.fc(pooled.to(dtype))
+            if self.mode != "dyconv":  # one sigmoid for every served layer
+                logits = torch.sigmoid(logits)
             if len(self.layer_outputs) == 1:
-                return [self._activate(logits, *self.layer_outputs[0])]
+                return [self._arrange(logits, *self.layer_outputs[0])]
             return [
-                self._activate(z, *shape)
+                self._arrange(z, *shape)
                 for shape, z in zip(self.layer_outputs, logits.split(self.split_sizes, dim=1))
             ]
 
-    def _activate(self, z: Tensor, out_channels: int, num_bases: int) -> Tensor:
-        """The mode's activation of one layer's logits, as ``[B, out_channels, num_bases]``."""
+    def _arrange(self, z: Tensor, out_channels: int, num_bases: int) -> Tensor:
+        """One layer's activated coefficients as ``[B, out_channels, num_bases]``."""
         if self.mode == "dynet":
-            return torch.sigmoid(z).reshape(-1, out_channels, num_bases)
-        if self.mode == "condconv":
-            z = torch.sigmoid(z)
-        else:
+            return z.reshape(-1, out_channels, num_bases)
+        if self.mode == "dyconv":
             z = torch.softmax(z / self.temperature, dim=1)
         return z[:, None, :].expand(-1, out_channels, num_bases)
 
