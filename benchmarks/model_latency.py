@@ -46,12 +46,10 @@ def _inference(model: nn.Module, x: torch.Tensor):
     return run
 
 
-def measure(pair: LatencyPair, repeats: int, compile: bool = False) -> dict:
+def measure(pair: LatencyPair, repeats: int) -> dict:
     torch.manual_seed(0)
     baseline = getattr(torchvision.models, pair.baseline)(weights=None).eval()
     dynamic = fold_batchnorm(build_model(pair.preset))
-    if compile:  # both sides, so the ratio compares models, not execution modes
-        baseline, dynamic = torch.compile(baseline), torch.compile(dynamic)
     x = torch.randn(1, 3, 224, 224)
     times = interleaved_medians(
         {"baseline": _inference(baseline, x), "dynamic": _inference(dynamic, x)}, repeats, warmup=3
@@ -62,14 +60,12 @@ def measure(pair: LatencyPair, repeats: int, compile: bool = False) -> dict:
 def main(argv: list[str] | None = None) -> bool:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--compile", action="store_true", help="torch.compile both models (slow to start)")
     args = parser.parse_args(argv)
-    mode = "torch.compile" if args.compile else "eager"
-    print(f"Batch-1 CPU inference at 224x224, {mode}, {torch.get_num_threads()} threads, median of {args.repeats}")
+    print(f"Batch-1 CPU inference at 224x224, eager, {torch.get_num_threads()} threads, median of {args.repeats}")
     print(f"{'model':18s} {'baseline':>10s} {'Dy':>10s} {'speed-up':>9s} {'paper':>6s} {'target':>7s}")
     ok = True
     for pair in PAIRS:
-        row = measure(pair, args.repeats, args.compile)
+        row = measure(pair, args.repeats)
         speedup = row["baseline_ms"] / row["dynamic_ms"]
         passed = speedup >= pair.target_speedup
         ok &= passed

@@ -11,13 +11,10 @@ from benchmarks import model_latency, operator_speed
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller training batch")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     operator_speed.main(["--quick"] if args.quick else [])
     repeats = ["--repeats", "10" if args.quick else "30"]
     model_latency.main(repeats)
-    if args.compile:
-        model_latency.main(repeats + ["--compile"])
     return 0
 
 
