@@ -1,0 +1,204 @@
+"""What the classification and segmentation tasks share: the recipe around a plain model.
+
+A task builds its model from a registry name and a spec, saves every constructor argument as a
+hyper-parameter (the spec as the full, resolved plain dict, so a checkpoint rebuilds the exact
+network even if a preset changes later), and writes an *architecture record* into every
+checkpoint. Loading a checkpoint into a task that builds another architecture fails with an
+error naming both, before any weight is copied.
+
+The cost of the model (:func:`dynsweep.cost.count` at the task's ``image_size``) is computed
+once, lazily, and logged to every logger as the hyper-parameters ``macs`` and ``params`` when
+fitting starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+
+import dynsweep
+from dynsweep.cost import CostReport, count
+from dynsweep.models import DynamicSpec, default_spec
+from dynsweep.tasks.callbacks import (
+    NonFiniteGuard,
+    TemperatureAnnealing,
+    dyconv_predictors,
+    require_finite_weights,
+)
+from dynsweep.tasks.optim import WarmupSchedule, build_optimizer, training_steps
+
+CHECKPOINT_KEY = "dynsweep"
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint holds another architecture (or task) than the one loading it."""
+
+
+def resolve_spec(model: str, spec: Mapping[str, Any] | DynamicSpec | None) -> dict[str, Any]:
+    """The full spec ``build_model(model, spec)`` uses, as a plain dict (every field present)."""
+    if isinstance(spec, DynamicSpec):
+        return spec.to_dict()
+    if spec is not None and not isinstance(spec, Mapping):
+        raise ValueError(f"spec must be a dict, a DynamicSpec or None, got {type(spec).__name__}")
+    return DynamicSpec.from_dict(dict(spec or {}), base=default_spec(model)).to_dict()
+
+
+def image_pair(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    height, width = size
+    return int(height), int(width)
+
+
+def _describe(record: Mapping[str, Any]) -> str:
+    fields = ", ".join(f"{k}={v!r}" for k, v in record.items() if k not in ("task", "spec"))
+    return f"{record.get('task', '?')}({fields})"
+
+
+def _differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    out = []
+    for key in sorted(set(saved) | set(current)):
+        if key == "spec" and isinstance(saved.get(key), Mapping) and isinstance(current.get(key), Mapping):
+            a, b = saved[key], current[key]
+            out += [
+                f"spec.{f}: {a.get(f)!r} vs {b.get(f)!r}"
+                for f in sorted(set(a) | set(b))
+                if a.get(f) != b.get(f)
+            ]
+        elif saved.get(key) != current.get(key):
+            out.append(f"{key}: {saved.get(key)!r} vs {current.get(key)!r}")
+    return out
+
+
+class DynamicTask(L.LightningModule):
+    """Base of the tasks: subclasses build ``self.model`` and define ``architecture`` and ``decay``."""
+
+    decay: str = "cosine"  # the learning-rate decay after warm-up, see WarmupSchedule
+    model: torch.nn.Module
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cost: CostReport | None = None
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def architecture(self) -> dict[str, Any]:
+        """What the weights of this task belong to: compared on every checkpoint load."""
+        raise NotImplementedError
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` at which the cost is counted."""
+        return (self.hparams.in_channels, *image_pair(self.hparams.image_size))
+
+    @property
+    def cost(self) -> CostReport:
+        """MACs and parameters of the model at ``input_size`` (inference form, batch 1)."""
+        if self._cost is None:
+            self._cost = count(self.model, self.input_size)
+        return self._cost
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    # ------------------------------------------------------------------ fit set-up
+    def configure_callbacks(self) -> list[L.Callback]:
+        """The NaN guard always; temperature annealing when the model has ``dyconv`` predictors."""
+        callbacks: list[L.Callback] = [NonFiniteGuard()]
+        h = self.hparams
+        if dyconv_predictors(self.model) and h.temperature_epochs > 0:
+            start = h.spec["temperature"]  # the spec's, not the buffer's: a resumed run restores that
+            callbacks.append(
+                TemperatureAnnealing(start=start, end=h.temperature_end, epochs=h.temperature_epochs)
+            )
+        return callbacks
+
+    def setup(self, stage: str) -> None:
+        """Check the task against the data module's ``num_classes``, ``in_channels`` and ``image_size``."""
+        data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if data is None:
+            return
+        h, name = self.hparams, type(data).__name__
+        for attribute in ("num_classes", "in_channels"):
+            expected = getattr(data, attribute, None)
+            if expected is not None and expected != h[attribute]:
+                raise ValueError(
+                    f"{type(self).__name__}({attribute}={h[attribute]}) does not fit {name}, whose data has "
+                    f"{attribute}={expected}; set the task's {attribute} to {expected}"
+                )
+        size = getattr(data, "image_size", None)
+        if size is not None and image_pair(size) != image_pair(h.image_size):
+            raise ValueError(
+                f"{type(self).__name__}(image_size={h.image_size}) does not fit {name}, which evaluates at "
+                f"{size}: the MACs would be counted at the wrong size; set the task's image_size to {size}"
+            )
+
+    def on_fit_start(self) -> None:
+        cost = self.cost
+        for logger in self.loggers:
+            logger.log_hyperparams({"macs": cost.macs, "params": cost.params})
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        h = self.hparams
+        optimizer = build_optimizer(
+            self.model, h.optimizer, h.lr, h.weight_decay, h.momentum, h.nesterov, h.betas
+        )
+        total, per_epoch = training_steps(self.trainer)
+        if h.warmup_epochs > 0 and per_epoch != per_epoch:
+            raise ValueError(
+                "warmup_epochs needs a training set with a length (this one has none); set it to 0"
+            )
+        warmup = round(h.warmup_epochs * per_epoch) if h.warmup_epochs > 0 else 0
+        schedule = WarmupSchedule(total, warmup, self.decay, getattr(h, "power", 0.9))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------ checkpoints
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
+        """Lightning's ``load_from_checkpoint``, with errors that name the file.
+
+        Keyword arguments override the saved hyper-parameters; one that changes the
+        architecture is refused (:class:`CheckpointMismatchError`).
+        """
+        try:
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        except CheckpointMismatchError as error:
+            raise CheckpointMismatchError(f"{checkpoint_path}: {error}") from None
+        except KeyError as error:  # Lightning reads its own keys first
+            raise CheckpointMismatchError(
+                f"{checkpoint_path} is not a Lightning checkpoint of a dynsweep task "
+                f"(it has no {error} entry); {cls.__name__} loads the files its ModelCheckpoint writes"
+            ) from error
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._trainer is not None:
+            require_finite_weights(self.trainer, checkpoint)
+        record: dict[str, Any] = {"architecture": self.architecture, "version": dynsweep.__version__}
+        if self._cost is not None:
+            record["cost"] = {
+                "macs": self._cost.macs,
+                "params": self._cost.params,
+                "input_size": list(self.input_size),
+            }
+        checkpoint[CHECKPOINT_KEY] = record
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        current = self.architecture
+        saved = (
+            checkpoint.get(CHECKPOINT_KEY, {}).get("architecture") if isinstance(checkpoint, dict) else None
+        )
+        if saved is None:
+            raise CheckpointMismatchError(
+                "this checkpoint has no dynsweep architecture record, so it was not written by a dynsweep "
+                f"task; {_describe(current)} cannot load it"
+            )
+        differences = _differences(saved, current)
+        if differences:
+            raise CheckpointMismatchError(
+                f"the checkpoint holds {_describe(saved)}, but this task builds {_describe(current)}; "
+                f"they differ in {'; '.join(differences)}"
+            )
