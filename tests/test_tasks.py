@@ -19,7 +19,7 @@ from torch import nn
 
 from dynsweep.cost import count
 from dynsweep.data import DigitCanvasDataModule, EmbeddedDigitsDataModule
-from dynsweep.models import DynamicSpec, build_model
+from dynsweep.models import DynamicSpec, build_model, default_spec
 from dynsweep.nn import CoefficientPredictor, DynamicConv2d
 from dynsweep.tasks import (
     CheckpointMismatchError,
@@ -400,3 +400,16 @@ def test_pixel_loss_ignores_and_never_divides_by_zero():
 def test_segmentation_rejects_an_ignore_index_that_is_a_class():
     with pytest.raises(ValueError, match="ignore_index 5 is a class index"):
         SegmentationTask("resnet18", SMALL, num_classes=11, ignore_index=5)
+
+
+def test_arguments_given_by_lightning_cli_are_stored_normalised():
+    # LightningCLI makes Lightning save the arguments as given (spec=None here), through this
+    # context; the tasks store the resolved spec all the same, so checkpoints rebuild exactly.
+    from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters_context
+
+    given = {"model": "dy_resnet18", "spec": None, "betas": (0.9, 0.99), "_class_path": "x"}
+    with _given_hyperparameters_context(given, "lightning.pytorch.cli.instantiate_module"):
+        task = ClassificationTask("dy_resnet18", None, betas=(0.9, 0.99), temperature_epochs=0)
+    assert task.hparams.spec == default_spec("dy_resnet18").to_dict() and task.hparams.spec["num_bases"] == 6
+    assert task.hparams.betas == [0.9, 0.99]
+    assert task.hparams["_instantiator"] == "lightning.pytorch.cli.instantiate_module"

@@ -70,6 +70,7 @@ class ClassificationTask(DynamicTask):
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         betas = [float(b) for b in betas]  # lists, not tuples: hparams.yaml stays plain YAML
         self.save_hyperparameters()
+        self.hparams.update(spec=spec, betas=betas)  # LightningCLI has Lightning save them as given
         self.decay = lr_decay
         self.model = build_model(
             model, spec, num_classes=num_classes, in_channels=in_channels, small_input=small_input

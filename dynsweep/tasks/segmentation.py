@@ -72,6 +72,7 @@ class SegmentationTask(DynamicTask):
         image_size = list(image_pair(image_size))  # lists, not tuples: hparams.yaml stays plain YAML
         betas = [float(b) for b in betas]
         self.save_hyperparameters()
+        self.hparams.update(spec=spec, betas=betas, image_size=image_size)  # LightningCLI: saved as given
         self.model = build_segmentation_model(
             model, spec, num_classes=num_classes, in_channels=in_channels, output_stride=output_stride
         )
