@@ -32,7 +32,7 @@ from dynsweep.nn.predictor import CoefficientPredictor, autocast_disabled, check
 
 STRATEGIES = ("auto", "feature", "grouped", "matmul")
 # Kernels with at least this many weights per output channel are fused by batched matmul.
-MATMUL_FUSION_MIN_SIZE = 64
+MATMUL_FUSION_MIN_SIZE = 128
 # Output maps with fewer pixels than this train faster with "matmul" than with "grouped".
 SMALL_MAP_PIXELS = 28 * 28
 
