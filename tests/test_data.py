@@ -226,29 +226,36 @@ def test_image_folder_unreadable_image_is_named(tmp_path):
 def test_digit_canvases_label_every_pixel():
     canvases = DigitCanvases("val", size=64, num_canvases=50)
     assert canvases.images.shape == (50, 1, 64, 64) and canvases.masks.shape == (50, 64, 64)
-    pixels = canvases.images * embedded.STD + embedded.MEAN  # back to 0..1
+    pixels = (canvases.images * embedded.STD + embedded.MEAN)[:, 0]  # back to 0..1
     masks = canvases.masks
-    assert set(masks.unique().tolist()) <= set(range(11)) | {255}
-    assert (pixels[:, 0][masks == 0] < 1e-5).all()  # background is empty canvas
-    assert (pixels[:, 0][(masks > 0) & (masks < 11)] >= 0.5 - 1e-5).all()  # strokes are bright
-    assert ((masks > 0) & (masks < 11)).flatten(1).any(1).all()  # every canvas holds a digit
+    digit = (masks > 0) & (masks < 11)
+    assert set(masks.unique().tolist()) == set(range(11)) | {255}
+    assert (pixels[masks == 0] < 1e-5).all()  # background is empty canvas
+    stroke = pixels >= 0.5 - 1e-5
+    assert digit[stroke].all()  # every stroke pixel belongs to a digit
+    # A digit's region is its stroke grown by 3 pixels, and a band of one more pixel is ignored.
+    grown = torch.nn.functional.max_pool2d(stroke[:, None].float(), 7, 1, 3)[:, 0] > 0
+    assert torch.equal(digit, grown)
+    band = (torch.nn.functional.max_pool2d(stroke[:, None].float(), 9, 1, 4)[:, 0] > 0) & ~grown
+    assert torch.equal(masks == 255, band)
+    assert digit.flatten(1).any(1).all()  # every canvas holds a digit
     again = DigitCanvases("val", size=64, num_canvases=50)
     assert torch.equal(masks, again.masks)  # a fixed set
 
 
-def test_digit_canvases_use_only_their_split_digits():
-    # A one-digit-per-canvas set lets us find each digit back in the split it was drawn from.
+def test_digit_canvases_use_only_their_split_digits_and_labels():
+    # One digit per canvas: find each digit back in the split it was drawn from, with its label.
     canvases = DigitCanvases("val", size=32, num_canvases=20, fill=1.0)
     images, labels = embedded.load_digits()
-    val_digits = {bytes(images[i].numpy()) for i in embedded.split_indices("val").tolist()}
+    val = {bytes(images[i].numpy()): int(labels[i]) for i in embedded.split_indices("val").tolist()}
     raw = (canvases.images * embedded.STD + embedded.MEAN).mul(255).round().to(torch.uint8)
-    for image in raw[:, 0]:
-        found = any(
-            bytes(image[y : y + 28, x : x + 28].contiguous().numpy()) in val_digits
-            for y in range(5)
-            for x in range(5)
-        )
-        assert found
+    for image, mask in zip(raw[:, 0], canvases.masks, strict=True):
+        windows = [
+            bytes(image[y : y + 28, x : x + 28].contiguous().numpy()) for y in range(5) for x in range(5)
+        ]
+        found = [val[w] for w in windows if w in val]
+        assert found, "a canvas digit that is not in the val split"
+        assert set(mask.unique().tolist()) - {0, 255} == {found[0] + 1}
 
 
 def test_digit_canvas_datamodule():

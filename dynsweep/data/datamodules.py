@@ -193,6 +193,7 @@ class DigitCanvasDataModule(_DataModule):
         num_train: int = 2000,
         num_val: int = 200,
         fill: float = 0.6,
+        radius: int = 3,
         seed: int = 0,
         batch_size: int = 32,
         num_workers: int = 0,
@@ -205,8 +206,9 @@ class DigitCanvasDataModule(_DataModule):
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
         if self.train_set is None:
-            self.train_set = segmentation.DigitCanvases("train", h.size, h.num_train, h.fill, seed=h.seed)
-            self.val_set = segmentation.DigitCanvases("val", h.size, h.num_val, h.fill, seed=h.seed)
+            common = dict(size=h.size, fill=h.fill, radius=h.radius, seed=h.seed)
+            self.train_set = segmentation.DigitCanvases("train", num_canvases=h.num_train, **common)
+            self.val_set = segmentation.DigitCanvases("val", num_canvases=h.num_val, **common)
 
 
 class CityscapesDataModule(_DataModule):

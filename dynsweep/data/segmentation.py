@@ -5,9 +5,9 @@ indices in ``0 .. num_classes - 1`` or ``ignore_index`` (255).
 
 - :class:`DigitCanvases`: the embedded default. Digits of one split of the embedded MNIST subset
   are placed on black canvases, one per 32 x 32 cell at most (never overlapping), at a random
-  offset. A pixel is class ``1 + digit`` where the stroke is at least half intensity, ``0``
-  (background) where the canvas is empty, and ignored on the faint rim of a stroke, as VOC
-  ignores object boundaries. Canvases are generated once from a seed, so the sets are fixed.
+  offset. A pixel is class ``1 + digit`` within 3 pixels of a digit's stroke, ignored on the
+  one-pixel boundary of that region (as VOC ignores object boundaries), and background (0)
+  elsewhere. Canvases are generated once from a seed, so the sets are fixed.
 - :class:`CityscapesSegmentation`: torchvision's ``Cityscapes`` (fine annotations, ``labelIds``),
   with the 34 label ids mapped to the 19 training classes (everything else ignored).
 - :class:`VOCSegmentation`: torchvision's ``VOCSegmentation`` (21 classes, 255 on boundaries).
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
+from torch.nn import functional as F
 from torch.utils.data import Dataset
 from torchvision import datasets, tv_tensors
 from torchvision.transforms import v2
@@ -40,13 +41,27 @@ CANVAS_CELL = 32
 
 
 # ---------------------------------------------------------------------- embedded digit canvases
+def _dilate(mask: Tensor, radius: int) -> Tensor:
+    """``mask`` ([N, H, W] bool) grown by ``radius`` pixels (a square structuring element)."""
+    k = 2 * radius + 1
+    grown = F.max_pool2d(mask[:, None].float(), (k, 1), 1, (radius, 0))  # separable: rows, then columns
+    return F.max_pool2d(grown, (1, k), 1, (0, radius))[:, 0] > 0
+
+
 class DigitCanvases(Dataset):
     """Canvases of embedded digits with per-pixel labels: 11 classes (background + 10 digits).
 
     ``size`` is the canvas side (a multiple of 32); a canvas has ``(size // 32) ** 2`` cells and
-    each cell holds a digit with probability ``fill`` (at least one per canvas). The digits of a
-    ``"train"`` canvas come from the training split of :mod:`dynsweep.data.embedded`, those of a
-    ``"val"`` canvas from its validation split, so no digit is in both.
+    each cell holds a digit with probability ``fill`` (at least one per canvas), at a random
+    offset. The digits of a ``"train"`` canvas come from the training split of
+    :mod:`dynsweep.data.embedded`, those of a ``"val"`` canvas from its validation split, so no
+    digit is in both.
+
+    Labels: class ``1 + digit`` within ``radius`` pixels of the digit's stroke (its pixels of at
+    least half intensity), ``ignore_index`` on the one-pixel band around that region (its
+    boundary, as VOC ignores object boundaries), background (0) elsewhere. The region is the
+    stroke grown by ``radius`` because a 2-pixel stroke is finer than the output stride of a
+    dilated FCN (8): with ``radius=0`` an FCN learns to predict background everywhere.
     """
 
     num_classes = embedded.NUM_CLASSES + 1
@@ -58,6 +73,7 @@ class DigitCanvases(Dataset):
         size: int = 64,
         num_canvases: int | None = None,
         fill: float = 0.6,
+        radius: int = 3,
         val_fraction: float = 0.1,
         seed: int = 0,
         ignore_index: int = IGNORE_INDEX,
@@ -66,19 +82,28 @@ class DigitCanvases(Dataset):
             raise ValueError(f"size must be a positive multiple of {CANVAS_CELL}, got {size}")
         if not 0 < fill <= 1:
             raise ValueError(f"fill must be in (0, 1], got {fill}")
+        if radius < 0:
+            raise ValueError(f"radius must be >= 0, got {radius}")
         num_canvases = num_canvases if num_canvases is not None else (2000 if split == "train" else 200)
         if num_canvases < 1:
             raise ValueError(f"num_canvases must be >= 1, got {num_canvases}")
         self.split, self.image_size = split, size
         indices = embedded.split_indices(split, val_fraction, seed)
         digits, labels = embedded.load_digits()
-        digits, labels = digits[indices].numpy(), labels[indices].numpy()
+        digits, labels = digits[indices], labels[indices].numpy()
+        # Each digit's labels on its window grown by pad on every side: region and boundary band.
+        pad = radius + 1
+        stroke = F.pad(digits >= 128, [pad] * 4)
+        region = _dilate(stroke, radius).numpy()
+        band = (_dilate(stroke, radius + 1) & ~_dilate(stroke, radius)).numpy()
+        digits = digits.numpy()
 
         rng = np.random.default_rng([seed, 0 if split == "train" else 1])
-        cells = size // CANVAS_CELL
-        slack = CANVAS_CELL - embedded.IMAGE_SIZE
-        canvases = np.zeros((num_canvases, size, size), np.uint8)
-        masks = np.zeros((num_canvases, size, size), np.uint8)
+        cells, side = size // CANVAS_CELL, embedded.IMAGE_SIZE
+        slack = CANVAS_CELL - side
+        # Canvases with a margin of pad pixels, cropped at the end, so windows never leave them.
+        canvases = np.zeros((num_canvases, size + 2 * pad, size + 2 * pad), np.uint8)
+        masks = np.zeros_like(canvases)
         for n in range(num_canvases):
             occupied = rng.random(cells * cells) < fill
             occupied[rng.integers(cells * cells)] = True
@@ -86,13 +111,14 @@ class DigitCanvases(Dataset):
                 k = rng.integers(len(labels))
                 y = (cell // cells) * CANVAS_CELL + rng.integers(slack + 1)
                 x = (cell % cells) * CANVAS_CELL + rng.integers(slack + 1)
-                window = np.s_[n, y : y + embedded.IMAGE_SIZE, x : x + embedded.IMAGE_SIZE]
-                digit = digits[k]
-                canvases[window] = digit
-                masks[window] = np.where(digit >= 128, labels[k] + 1, np.where(digit > 0, ignore_index, 0))
-        images = torch.from_numpy(canvases).unsqueeze(1).float().div_(255)
+                canvases[n, y + pad : y + pad + side, x + pad : x + pad + side] = digits[k]
+                window = masks[n, y : y + side + 2 * pad, x : x + side + 2 * pad]
+                window[band[k] & (window == 0)] = ignore_index
+                window[region[k]] = labels[k] + 1
+        crop = np.s_[:, pad : pad + size, pad : pad + size]
+        images = torch.from_numpy(canvases[crop].copy()).unsqueeze(1).float().div_(255)
         self.images = images.sub_(embedded.MEAN).div_(embedded.STD)
-        self.masks = torch.from_numpy(masks).long()
+        self.masks = torch.from_numpy(masks[crop].copy()).long()
 
     def __len__(self) -> int:
         return len(self.masks)
