@@ -101,14 +101,161 @@ def run_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_train(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        add_help=False,  # --help is LightningCLI's, with every model, data and trainer option
+        help="train a task with Lightning's LightningCLI (YAML configs, --print_config, --help)",
+        description="Train through LightningCLI: dynsweep train [--task classification|segmentation] "
+        "[--config FILE] [--model.* ...] [--data ...] [--trainer.* ...] [--seed N] [--ckpt_path FILE]",
+    )
+    parser.set_defaults(run=run_train, forward_rest=True)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from dynsweep.tasks import CheckpointMismatchError
+    from dynsweep.train import train
+
+    try:
+        return train(args.rest)
+    except (CheckpointMismatchError, FileNotFoundError) as error:
+        print(f"dynsweep train: {error}", file=sys.stderr)
+        return 1
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as a dict, each value read as YAML (``3`` is an int, ``a`` a string)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--data takes KEY=VALUE, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def add_evaluate(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="validation metrics of a checkpoint on its data",
+        description="Run the validation loop of a dynsweep checkpoint on the data it was trained on "
+        "(saved in the checkpoint by dynsweep train; the task's default data otherwise).",
+    )
+    parser.add_argument("checkpoint", metavar="CKPT")
+    parser.add_argument(
+        "--data", action="append", default=[], metavar="KEY=VALUE", help="override a data module argument"
+    )
+    parser.add_argument("--data-class", metavar="CLASS", help="another data module (e.g. CIFARDataModule)")
+    parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator (default: cpu)")
+    parser.add_argument(
+        "--limit-batches", type=float, default=1.0, help="fraction (<= 1.0) or number of validation batches"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from dynsweep.checkpoints import evaluate, load_data, load_task
+    from dynsweep.tasks import CheckpointMismatchError
+
+    limit = int(args.limit_batches) if args.limit_batches > 1 else args.limit_batches
+    try:
+        task = load_task(args.checkpoint)
+        data = load_data(args.checkpoint, args.data_class, parse_overrides(args.data))
+        metrics = evaluate(task, data, args.accelerator, limit)
+    except (CheckpointMismatchError, FileNotFoundError, ValueError) as error:
+        print(f"dynsweep evaluate: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print(f"{args.checkpoint} on {type(data).__name__}")
+        for key, value in metrics.items():
+            print(f"{key:<16} {value:.4f}")
+    return 0
+
+
+def add_export(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a checkpoint's fused inference graph to ONNX",
+        description="Fold BatchNorm into the convolutions of a checkpoint's model, export it with "
+        "torch.onnx.export(dynamo=True) and check the file against PyTorch with onnxruntime.",
+    )
+    parser.add_argument("checkpoint", metavar="CKPT")
+    parser.add_argument("--onnx", required=True, metavar="FILE", help="the ONNX file to write")
+    parser.add_argument("--batch-size", type=int, default=1, help="the exported batch size (default: 1)")
+    parser.add_argument(
+        "--dynamic-batch",
+        action="store_true",
+        help="symbolic batch dimension (dynamic layers then run in the feature form)",
+    )
+    parser.add_argument(
+        "--tolerance", type=float, default=1e-4, help="largest max abs difference, relative to max |y|"
+    )
+    parser.set_defaults(run=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from dynsweep.checkpoints import export_onnx, load_task, onnx_difference
+    from dynsweep.tasks import CheckpointMismatchError
+
+    if args.batch_size < 1:
+        print("dynsweep export: --batch-size must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        task = load_task(args.checkpoint)
+    except (CheckpointMismatchError, FileNotFoundError) as error:
+        print(f"dynsweep export: {error}", file=sys.stderr)
+        return 1
+    example = export_onnx(task, args.onnx, args.batch_size, args.dynamic_batch)
+    print(f"wrote {args.onnx} (input {list(example.shape)}{', dynamic batch' if args.dynamic_batch else ''})")
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        print("dynsweep export: not verified, onnxruntime is not installed", file=sys.stderr)
+        return 0
+    inputs = [example]
+    if args.dynamic_batch:
+        inputs += [random_batch(example, 1), random_batch(example, example.shape[0] + 1)]
+    worst = 0.0
+    for x in inputs:
+        difference, scale = onnx_difference(task, args.onnx, x)
+        print(f"onnxruntime vs PyTorch at batch {x.shape[0]}: max abs difference {difference:.3g}")
+        worst = max(worst, difference / max(scale, 1.0))
+    if worst > args.tolerance:
+        print(
+            f"dynsweep export: the ONNX graph differs from PyTorch ({worst:.3g} > {args.tolerance})",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def random_batch(example: Any, batch: int) -> Any:
+    import torch
+
+    generator = torch.Generator().manual_seed(1)
+    return torch.randn(batch, *example.shape[1:], generator=generator)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dynsweep", description=dynsweep.__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {dynsweep.__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_models(subparsers)
+    add_train(subparsers)
+    add_evaluate(subparsers)
+    add_export(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "forward_rest", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     return args.run(args)

@@ -1,0 +1,163 @@
+"""What ``dynsweep evaluate`` and ``dynsweep export`` do with a training checkpoint.
+
+A checkpoint written by a dynsweep task names its task in its architecture record, and one written
+through ``dynsweep train`` also holds its data module (class path and arguments, saved by
+Lightning as ``datamodule_hyper_parameters``). :func:`load_task` rebuilds the task with its
+weights, :func:`load_data` the data module (with overrides), :func:`evaluate` runs Lightning's
+validation loop, :func:`export_onnx` writes the fused inference graph and checks it with
+onnxruntime.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from dynsweep.tasks import CheckpointMismatchError, ClassificationTask, DynamicTask, SegmentationTask
+from dynsweep.tasks.base import CHECKPOINT_KEY, image_pair
+
+TASK_CLASSES: dict[str, type[DynamicTask]] = {
+    "ClassificationTask": ClassificationTask,
+    "SegmentationTask": SegmentationTask,
+}
+DEFAULT_DATA = {
+    "ClassificationTask": "dynsweep.data.EmbeddedDigitsDataModule",
+    "SegmentationTask": "dynsweep.data.DigitCanvasDataModule",
+}
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dictionary, or an error that says what is wrong with the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same plain message
+        raise CheckpointMismatchError(f"{path} is not a readable PyTorch checkpoint ({error})") from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointMismatchError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint")
+    return checkpoint
+
+
+def task_name(checkpoint: Mapping[str, Any], path: str | Path) -> str:
+    record = checkpoint.get(CHECKPOINT_KEY, {})
+    name = record.get("architecture", {}).get("task") if isinstance(record, Mapping) else None
+    if name not in TASK_CLASSES:
+        raise CheckpointMismatchError(
+            f"{path} is not a checkpoint of a dynsweep task (it has no dynsweep architecture record); "
+            "dynsweep evaluate and export read the checkpoints that dynsweep train writes"
+        )
+    return name
+
+
+def load_task(path: str | Path, expect: str | None = None) -> DynamicTask:
+    """The task of checkpoint ``path`` with its weights, in eval mode on the CPU.
+
+    ``expect`` (a task class name) refuses a checkpoint of another task.
+    """
+    name = task_name(read_checkpoint(path), path)
+    if expect is not None and name != expect:
+        raise CheckpointMismatchError(f"{path} holds a {name}, not a {expect}")
+    return TASK_CLASSES[name].load_from_checkpoint(path, map_location="cpu").eval()
+
+
+def import_class(class_path: str) -> type:
+    if "." not in class_path:
+        class_path = f"dynsweep.data.{class_path}"
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise ValueError(f"no data module class {class_path!r}") from None
+
+
+def load_data(
+    path: str | Path, class_path: str | None = None, overrides: Mapping[str, Any] | None = None
+) -> L.LightningDataModule:
+    """The data module that trained checkpoint ``path``, with ``overrides`` of its arguments.
+
+    ``class_path`` replaces the saved class (then the saved arguments are dropped); a checkpoint
+    without a saved data module gets its task's default data.
+    """
+    checkpoint = read_checkpoint(path)
+    name = task_name(checkpoint, path)
+    saved = dict(checkpoint.get("datamodule_hyper_parameters") or {})
+    saved.pop("_instantiator", None)  # LightningCLI's, not an argument
+    saved_class = saved.pop("_class_path", None) or DEFAULT_DATA[name]
+    if class_path is not None and import_class(class_path) is not import_class(saved_class):
+        saved, saved_class = {}, class_path
+    data_class = import_class(saved_class)
+    arguments = {**saved, **dict(overrides or {})}
+    try:
+        return data_class(**arguments)
+    except TypeError as error:
+        raise ValueError(f"{data_class.__name__}({', '.join(arguments)}): {error}") from None
+
+
+def evaluate(
+    task: DynamicTask,
+    data: L.LightningDataModule,
+    accelerator: str = "cpu",
+    limit_batches: int | float = 1.0,
+) -> dict[str, float]:
+    """Validation metrics of ``task`` on ``data`` (Lightning's validation loop, one device)."""
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=limit_batches,
+    )
+    (metrics,) = trainer.validate(task, datamodule=data, verbose=False)
+    return {key: float(value) for key, value in metrics.items()}
+
+
+def export_onnx(
+    task: DynamicTask, path: str | Path, batch_size: int = 1, dynamic_batch: bool = False
+) -> torch.Tensor:
+    """Write the fused inference graph of ``task.model`` (BatchNorm folded) to ``path``.
+
+    The graph takes ``[batch_size, C, H, W]`` at the task's ``in_channels`` and ``image_size``;
+    ``dynamic_batch`` makes the batch dimension symbolic. Returns the traced example input.
+    """
+    from torch.export import Dim
+
+    from dynsweep.nn import fold_batchnorm
+
+    model = fold_batchnorm(task.model).eval()
+    height, width = image_pair(task.hparams.image_size)
+    # torch.export specialises a dimension of size 1, so a symbolic batch is traced at 2 or more
+    batch = max(batch_size, 2) if dynamic_batch else batch_size
+    generator = torch.Generator().manual_seed(0)
+    example = torch.randn(batch, task.hparams.in_channels, height, width, generator=generator)
+    program = torch.onnx.export(
+        model,
+        (example,),
+        dynamo=True,
+        input_names=["input"],
+        output_names=["output"],
+        dynamic_shapes=({0: Dim("batch", min=1, max=1024)},) if dynamic_batch else None,
+        verbose=False,
+    )
+    program.save(str(path), external_data=False)
+    return example
+
+
+def onnx_difference(task: DynamicTask, path: str | Path, x: torch.Tensor) -> tuple[float, float]:
+    """``(max |onnxruntime - PyTorch|, max |PyTorch|)`` of the exported graph on input ``x``."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (name,) = [i.name for i in session.get_inputs()]
+    got = torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+    with torch.no_grad():
+        expected = task.model.eval()(x)
+    return float((got - expected).abs().max()), float(expected.abs().max())

@@ -1,0 +1,143 @@
+"""``dynsweep train``: Lightning's ``LightningCLI`` (jsonargparse) around a dynsweep task.
+
+Everything is a typed argument of a class: ``--model.*`` (the task: :class:`ClassificationTask`,
+or :class:`SegmentationTask` with ``--task segmentation``), ``--data`` (any LightningDataModule,
+by default the embedded digits / digit canvases; ``--data CIFARDataModule --data.root DIR``),
+``--trainer.*`` (Lightning's ``Trainer``: devices, strategy, num_nodes, sync_batchnorm...) and
+``--checkpoint.*`` (the ``ModelCheckpoint`` keeping the best and the last checkpoint). YAML
+configs come in with ``--config FILE`` and out with ``--print_config``.
+
+dynsweep adds: ``--seed`` (an alias of Lightning's ``--seed_everything``, default 0, so two runs
+of one config log the same metrics on CPU), ``--ckpt_path`` (resume a fit), the task's
+``num_classes``, ``in_channels`` and ``image_size`` linked from the data module, and as default
+loggers a CSVLogger plus a TensorBoardLogger when ``tensorboard`` or ``tensorboardX`` is
+installed (both write into ``<default_root_dir>/lightning_logs/version_N``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+from dynsweep.tasks import ClassificationTask, SegmentationTask
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """What ``--task NAME`` selects: the task class, the default data and the monitored metric."""
+
+    task: type[L.LightningModule]
+    data: str
+    monitor: str
+
+
+TASKS: dict[str, TaskKind] = {
+    "classification": TaskKind(ClassificationTask, "dynsweep.data.EmbeddedDigitsDataModule", "val_acc1"),
+    "segmentation": TaskKind(SegmentationTask, "dynsweep.data.DigitCanvasDataModule", "val_miou"),
+}
+
+LINKED = ("num_classes", "in_channels", "image_size")  # data module attributes -> task arguments
+
+
+def tensorboard_available() -> bool:
+    from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE, _TENSORBOARDX_AVAILABLE
+
+    return bool(_TENSORBOARD_AVAILABLE or _TENSORBOARDX_AVAILABLE)
+
+
+def default_loggers(root_dir: str) -> list[Logger]:
+    """CSV always; TensorBoard as well when installed, in the same version directory."""
+    loggers: list[Logger] = [CSVLogger(root_dir, name="lightning_logs")]
+    if tensorboard_available():
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(root_dir, name="lightning_logs", version=loggers[0].version))
+    return loggers
+
+
+class TrainCLI(LightningCLI):
+    """LightningCLI for one :class:`TaskKind`; ``run=False``: :func:`train` calls ``fit`` itself."""
+
+    def __init__(self, kind: TaskKind, args: Sequence[str] | None = None) -> None:
+        self.kind = kind
+        super().__init__(
+            kind.task,
+            L.LightningDataModule,
+            subclass_mode_data=True,
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": "dynsweep train", "description": __doc__.split("\n\n")[0]},
+            args=list(args) if args is not None else None,
+            run=False,
+            auto_configure_optimizers=False,  # the task's own recipe (SGD/AdamW, warm-up, decay)
+        )
+
+    def add_default_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--seed_everything",
+            "--seed",
+            type=Union[bool, int],
+            default=self.seed_everything_default,
+            help="seed of every generator (Lightning's seed_everything, workers too); true: a random one",
+        )
+        parser.add_argument(
+            "--ckpt_path",
+            type=Optional[str],
+            default=None,
+            help="resume fitting from this checkpoint (e.g. .../checkpoints/last.ckpt)",
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": self.kind.monitor,
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-{epoch}-{step}",
+                "data": {"class_path": self.kind.data},
+            }
+        )
+        for attribute in LINKED:
+            parser.link_arguments(f"data.{attribute}", f"model.{attribute}", apply_on="instantiate")
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        config = self._get(self.config_init, "trainer", default={})
+        if config.get("logger") in (None, True):
+            kwargs["logger"] = default_loggers(config.get("default_root_dir") or ".")
+        return super().instantiate_trainer(**kwargs)
+
+
+def split_task(argv: Sequence[str]) -> tuple[str, list[str]]:
+    """Take ``--task NAME`` / ``--task=NAME`` out of ``argv`` (the rest goes to LightningCLI)."""
+    rest, task, items = [], "classification", list(argv)
+    while items:
+        item = items.pop(0)
+        if item == "--task":
+            if not items:
+                raise SystemExit("dynsweep train: --task needs a value: " + " or ".join(TASKS))
+            task = items.pop(0)
+        elif item.startswith("--task="):
+            task = item.split("=", 1)[1]
+        else:
+            rest.append(item)
+    if task not in TASKS:
+        raise SystemExit(f"dynsweep train: unknown --task {task!r}; choose from " + ", ".join(TASKS))
+    return task, rest
+
+
+def train(argv: Sequence[str]) -> int:
+    """Parse ``argv`` (LightningCLI's arguments plus ``--task``) and fit; 0 when fitting ends."""
+    task, rest = split_task(argv)
+    with warnings.catch_warnings():  # `dynsweep train` hands over its own argv on purpose
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        cli = TrainCLI(TASKS[task], rest)
+    cli.trainer.fit(cli.model, cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
+    return 0
