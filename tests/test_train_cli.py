@@ -126,7 +126,8 @@ def test_resume_continues_the_step_count(tmp_path: Path) -> None:
     epochs = [*options(tmp_path), "--trainer.max_steps", "-1", "--trainer.limit_train_batches", "2"]
     assert main(["train", *epochs, "--trainer.max_epochs", "1"]) == 0
     last = run_dir(tmp_path) / "checkpoints" / "last.ckpt"
-    assert main(["train", *epochs, "--trainer.max_epochs", "2", "--ckpt_path", str(last)]) == 0
+    config = run_dir(tmp_path) / "config.yaml"  # the way the README resumes: the run's own config
+    assert main(["train", "--config", str(config), "--trainer.max_epochs", "2", "--ckpt_path", str(last)]) == 0
     resumed = read_metrics(tmp_path, version=1)
     assert [int(row["step"]) for row in resumed if row.get("train_loss")] == [2, 3]
     final = torch.load(run_dir(tmp_path, 1) / "checkpoints" / "last.ckpt", weights_only=True)
