@@ -114,11 +114,11 @@ def add_train(subparsers: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from dynsweep.tasks import CheckpointMismatchError
-    from dynsweep.train import train
+    from dynsweep.train import TrainConfigError, train
 
     try:
         return train(args.rest)
-    except (CheckpointMismatchError, FileNotFoundError) as error:
+    except (CheckpointMismatchError, FileNotFoundError, TrainConfigError) as error:
         print(f"dynsweep train: {error}", file=sys.stderr)
         return 1
 

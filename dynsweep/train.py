@@ -133,11 +133,28 @@ def split_task(argv: Sequence[str]) -> tuple[str, list[str]]:
     return task, rest
 
 
+class TrainConfigError(ValueError):
+    """A class of the configuration could not be made (a data root that does not exist, say)."""
+
+
+def config_error(error: ValueError) -> TrainConfigError:
+    """The causes of a jsonargparse instantiation error, without its list of Union subtypes."""
+    causes = [
+        line.strip()[2:]
+        for line in str(error).splitlines()
+        if line.strip().startswith("- ") and "NoneType" not in line
+    ]
+    return TrainConfigError("; ".join(causes) or str(error))
+
+
 def train(argv: Sequence[str]) -> int:
     """Parse ``argv`` (LightningCLI's arguments plus ``--task``) and fit; 0 when fitting ends."""
     task, rest = split_task(argv)
     with warnings.catch_warnings():  # `dynsweep train` hands over its own argv on purpose
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        cli = TrainCLI(TASKS[task], rest)
+        try:
+            cli = TrainCLI(TASKS[task], rest)
+        except ValueError as error:
+            raise config_error(error) from error
     cli.trainer.fit(cli.model, cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
     return 0

@@ -199,6 +199,10 @@ def test_bad_inputs_fail_clearly(trained: Path, tmp_path: Path, capsys: pytest.C
     error = capsys.readouterr().err
     assert "ClassificationTask" in error and "SegmentationTask" in error
 
+    assert main(["train", "--data", "CIFARDataModule", "--data.root", str(missing)]) == 1
+    error = capsys.readouterr().err
+    assert str(missing) in error and "Traceback" not in error and "Union" not in error
+
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--task", "detection"])
     assert exit_info.value.code not in (0, None)
@@ -242,3 +246,14 @@ def test_ddp_two_cpu_processes_sync_the_validation_metric(tmp_path: Path) -> Non
     whole = evaluate(load_task(last), load_data(last, overrides={"batch_size": 50}))
     assert logged == pytest.approx(whole["val_acc1"], abs=1e-6)  # rank 0's half alone: 0.108 vs 0.100
     assert logged_loss == pytest.approx(whole["val_loss"], rel=1e-4)  # the task's sync_dist=True
+
+
+def test_default_loggers_csv_always_tensorboard_when_installed(tmp_path: Path) -> None:
+    from lightning.pytorch.loggers import CSVLogger
+
+    from dynsweep.train import default_loggers, tensorboard_available
+
+    loggers = default_loggers(str(tmp_path))
+    assert isinstance(loggers[0], CSVLogger)
+    assert len(loggers) == (2 if tensorboard_available() else 1)
+    assert len({logger.log_dir for logger in loggers}) == 1  # one version directory for both
