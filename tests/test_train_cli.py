@@ -127,7 +127,8 @@ def test_resume_continues_the_step_count(tmp_path: Path) -> None:
     assert main(["train", *epochs, "--trainer.max_epochs", "1"]) == 0
     last = run_dir(tmp_path) / "checkpoints" / "last.ckpt"
     config = run_dir(tmp_path) / "config.yaml"  # the way the README resumes: the run's own config
-    assert main(["train", "--config", str(config), "--trainer.max_epochs", "2", "--ckpt_path", str(last)]) == 0
+    resume = ["--trainer.max_epochs", "2", "--ckpt_path", str(last)]
+    assert main(["train", "--config", str(config), *resume]) == 0
     resumed = read_metrics(tmp_path, version=1)
     assert [int(row["step"]) for row in resumed if row.get("train_loss")] == [2, 3]
     final = torch.load(run_dir(tmp_path, 1) / "checkpoints" / "last.ckpt", weights_only=True)
