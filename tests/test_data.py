@@ -382,3 +382,12 @@ def test_segmentation_transform_pads_masks_with_ignore():
     pixels, mask = transform(image, target)
     assert pixels.shape == (3, 20, 20) and mask.shape == (20, 20)
     assert (mask == 2).sum() == 100 and (mask == 255).sum() == 300
+
+
+def test_embedded_validation_prefix_holds_every_class() -> None:
+    """The package stores digits sorted by class; a split's first batch must still mix them."""
+    from dynsweep.data.embedded import EmbeddedDigits
+
+    val = EmbeddedDigits("val", False)
+    first_batch = {int(val[i][1]) for i in range(64)}
+    assert first_batch == set(range(10))

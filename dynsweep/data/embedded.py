@@ -80,7 +80,10 @@ def split_indices(split: str, val_fraction: float = 0.1, seed: int = 0) -> Tenso
         members = members[rng.permutation(len(members))]
         num_val = max(1, round(len(members) * val_fraction))
         chosen.append(members[-num_val:] if split == "val" else members[:-num_val])
-    return torch.from_numpy(np.sort(np.concatenate(chosen)))
+    chosen = np.concatenate(chosen)
+    # The package stores the digits sorted by class: shuffle (seeded) so that any prefix of the
+    # split, e.g. under limit_val_batches, holds every class.
+    return torch.from_numpy(chosen[rng.permutation(len(chosen))])
 
 
 class EmbeddedDigits(Dataset):
