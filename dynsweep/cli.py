@@ -241,6 +241,46 @@ def random_batch(example: Any, batch: int) -> Any:
     return torch.randn(batch, *example.shape[1:], generator=generator)
 
 
+def add_sweep(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "sweep",
+        help="Optuna accuracy-versus-MACs sweeps: run, worker, status, export, replay",
+        description="Pareto sweeps of the DynamicSpec from a sweeps/*.yaml spec (dynsweep.sweep).",
+    )
+    commands = parser.add_subparsers(dest="sweep_command", required=True, metavar="SWEEP_COMMAND")
+
+    def where(p: argparse.ArgumentParser, spec: bool) -> None:
+        if spec:
+            p.add_argument("spec", nargs="?", metavar="SPEC", help="the sweep spec (gives the default storage and study)")
+        p.add_argument("--storage", metavar="URL", help="sqlite:///..., postgresql://..., journal:FILE "
+                       "(default: sqlite:///RUNS_DIR/<name>.db)")
+        p.add_argument("--study", metavar="NAME", help="study name (default: the spec's name)")
+        p.add_argument("--runs-dir", default="runs", metavar="DIR", help="trial directories (default: runs)")
+
+    run = commands.add_parser("run", help="create or resume a study and run it to its trial budget")
+    run.add_argument("spec", metavar="SPEC")
+    where(run, spec=False)
+    run.add_argument("--n-trials", type=int, metavar="N", help="study-wide trial budget (default: the spec's)")
+    run.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default: 1)")
+    worker = commands.add_parser("worker", help="join a running study from another process or machine")
+    where(worker, spec=False)
+    status = commands.add_parser("status", help="trials done / budget, failures and the Pareto table")
+    where(status, spec=True)
+    export = commands.add_parser("export", help="every trial as CSV (study.trials_dataframe)")
+    where(export, spec=True)
+    export.add_argument("--output", "-o", default="-", metavar="FILE", help="CSV file (default: stdout)")
+    replay = commands.add_parser("replay", help="retrain one trial exactly, from its recorded params and seed")
+    replay.add_argument("trial", type=int, metavar="TRIAL")
+    where(replay, spec=True)
+    parser.set_defaults(run=run_sweep)
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from dynsweep.sweep import cli as sweep_cli
+
+    return sweep_cli.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dynsweep", description=dynsweep.__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {dynsweep.__version__}")
@@ -249,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(subparsers)
     add_evaluate(subparsers)
     add_export(subparsers)
+    add_sweep(subparsers)
     return parser
 
 

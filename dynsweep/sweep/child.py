@@ -1,0 +1,108 @@
+"""One trial's training, in its own process: ``python -m dynsweep.sweep.child TRIAL_DIR``.
+
+Reads ``TRIAL_DIR/params.json`` (model, spec, small_input, training, data, seed), trains a
+:class:`~dynsweep.tasks.ClassificationTask` with Lightning, and writes into ``TRIAL_DIR``:
+``progress.jsonl`` (one line per validation epoch: epoch, val_acc1, step), ``metrics.json``
+(the final val_acc1, the accuracy curve, or ``error`` with the reason), Lightning's CSV logs
+under ``lightning_logs/`` and ``checkpoints/`` (best and last). Exit status 0 on success.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+TRAINER_KEYS = ("max_epochs", "max_steps", "limit_train_batches", "limit_val_batches", "accelerator")
+
+
+def write_json(path: Path, value: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=2))
+    tmp.replace(path)
+
+
+def make_data(data: dict[str, Any]) -> Any:
+    import dynsweep.data
+
+    return getattr(dynsweep.data, data["class"])(**(data.get("init_args") or {}))
+
+
+def train(trial_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from dynsweep.tasks import ClassificationTask
+
+    training = dict(params["training"])
+    if training.get("threads"):
+        torch.set_num_threads(int(training["threads"]))
+    L.seed_everything(params["seed"], workers=True, verbose=False)
+    data = make_data(params["data"])
+    size = data.image_size if isinstance(data.image_size, int) else data.image_size[0]
+    task_args = {k: v for k, v in training.items() if k not in TRAINER_KEYS and k != "threads"}
+    task = ClassificationTask(
+        params["model"], params["spec"], num_classes=data.num_classes, in_channels=data.in_channels,
+        small_input=params["small_input"], image_size=size, **task_args,
+    )  # fmt: skip
+    curve: list[float] = []
+    progress = trial_dir / "progress.jsonl"
+
+    class Progress(L.Callback):
+        def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            if trainer.sanity_checking:
+                return
+            acc = float(trainer.callback_metrics["val_acc1"])
+            curve.append(acc)
+            line = {"epoch": trainer.current_epoch, "val_acc1": acc, "step": trainer.global_step, "time": time.time()}
+            with progress.open("a") as f:
+                f.write(json.dumps(line) + "\n")
+
+    trainer_args = {k: training[k] for k in TRAINER_KEYS if training.get(k) is not None}
+    trainer = L.Trainer(
+        devices=1,
+        logger=CSVLogger(str(trial_dir), name="lightning_logs"),
+        callbacks=[
+            Progress(),
+            ModelCheckpoint(str(trial_dir / "checkpoints"), "best-{epoch}-{step}", "val_acc1", mode="max", save_last=True),
+        ],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        deterministic=False,
+        **trainer_args,
+    )
+    trainer.fit(task, datamodule=data)
+    if not curve or not all(math.isfinite(a) for a in curve):
+        raise RuntimeError(f"training produced no finite validation accuracy (curve {curve})")
+    return {"val_acc1": max(curve), "final_val_acc1": curve[-1], "curve": curve, "steps": trainer.global_step}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m dynsweep.sweep.child TRIAL_DIR", file=sys.stderr)
+        return 2
+    trial_dir = Path(argv[0])
+    params = json.loads((trial_dir / "params.json").read_text())
+    start = time.time()
+    try:
+        metrics = train(trial_dir, params)
+    except Exception as error:  # noqa: BLE001 - every failure is reported to the parent
+        reason = f"{type(error).__name__}: {error}"
+        write_json(trial_dir / "metrics.json", {"error": reason, "traceback": traceback.format_exc()})
+        print(f"trial failed: {reason}", file=sys.stderr)
+        return 1
+    metrics["train_seconds"] = time.time() - start
+    write_json(trial_dir / "metrics.json", metrics)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

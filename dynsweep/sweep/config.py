@@ -1,0 +1,304 @@
+"""Sweep specs: ``sweeps/*.yaml`` as dataclasses, validated when loaded.
+
+A spec names the architectures and, per architecture, the search space over DynamicSpec fields
+(``choices`` or a ``low``/``high`` range, optionally ``step``/``log``), fixed spec fields
+(``base``) and training overrides; the objectives, constraints, sampler, a study-wide trial
+budget and timeout, training settings, data, seed, storage and early stopping. Every error is a
+:class:`SweepConfigError` whose message starts with the file and the field, and lists the
+allowed values where there is a list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+OBJECTIVES = {"val_acc1": "maximize", "macs": "minimize", "params": "minimize"}
+"""Objective name -> direction. The first two are the default (accuracy versus MACs)."""
+
+SAMPLERS = ("nsga2", "tpe", "gp", "random")
+
+TRAINING_KEYS = {
+    # Trainer
+    "max_epochs", "max_steps", "limit_train_batches", "limit_val_batches", "accelerator", "threads",
+    # ClassificationTask
+    "optimizer", "lr", "momentum", "nesterov", "weight_decay", "warmup_epochs", "lr_decay",
+    "label_smoothing", "temperature_end", "temperature_epochs",
+}  # fmt: skip
+TRAINING_DEFAULTS: dict[str, Any] = {"max_epochs": 3, "accelerator": "cpu", "threads": None}
+
+
+class SweepConfigError(ValueError):
+    """An invalid sweep spec; the message names the field and what is allowed."""
+
+
+def _fail(where: str, message: str) -> SweepConfigError:
+    return SweepConfigError(f"{where}: {message}")
+
+
+@dataclass
+class Dimension:
+    """One searched DynamicSpec field: ``choices`` (categorical) or ``low``..``high`` (int/float)."""
+
+    name: str
+    choices: list[Any] | None = None
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+
+    @property
+    def is_int(self) -> bool:
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in (self.low, self.high)) and (
+            self.step is None or isinstance(self.step, int)
+        )
+
+
+@dataclass
+class Architecture:
+    model: str
+    space: list[Dimension] = field(default_factory=list)
+    base: dict[str, Any] = field(default_factory=dict)
+    small_input: bool = True
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Pruning:
+    """Multi-objective early stopping (see :mod:`dynsweep.sweep.pruning`)."""
+
+    enabled: bool = False
+    min_dominating: int = 3
+    warmup_epochs: int = 1
+
+
+@dataclass
+class StorageConfig:
+    url: str | None = None
+    heartbeat_interval: int = 10
+    grace_period: int = 30
+    max_retry: int = 2
+
+
+@dataclass
+class SweepConfig:
+    name: str
+    architectures: list[Architecture]
+    objectives: list[str] = field(default_factory=lambda: ["val_acc1", "macs"])
+    max_macs: float | None = None
+    max_params: float | None = None
+    sampler: str = "nsga2"
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+    n_trials: int = 12
+    timeout: float | None = None
+    training: dict[str, Any] = field(default_factory=lambda: dict(TRAINING_DEFAULTS))
+    data: dict[str, Any] = field(default_factory=lambda: {"class": "EmbeddedDigitsDataModule"})
+    seed: int = 0
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    pruning: Pruning = field(default_factory=Pruning)
+    warm_start: list[str] = field(default_factory=list)
+    source: str = "<dict>"
+
+    def architecture(self, model: str) -> Architecture:
+        for arch in self.architectures:
+            if arch.model == model:
+                return arch
+        raise KeyError(model)
+
+    def training_for(self, model: str) -> dict[str, Any]:
+        return {**self.training, **self.architecture(model).training}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_keys(where: str, values: dict, allowed: set[str] | tuple[str, ...]) -> None:
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise _fail(f"{where}.{unknown[0]}", f"unknown field; allowed: {', '.join(sorted(allowed))}")
+
+
+def _mapping(where: str, value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise _fail(where, f"must be a mapping, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _positive(where: str, value: Any, kind: type = int, allow_none: bool = False) -> Any:
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    if kind is int:
+        ok = ok and float(value).is_integer()
+    if not ok:
+        raise _fail(where, f"must be a positive {'integer' if kind is int else 'number'}, got {value!r}")
+    return int(value) if kind is int else float(value)
+
+
+def _spec_fields() -> set[str]:
+    from dynsweep.models import DynamicSpec
+
+    return {f.name for f in dataclasses.fields(DynamicSpec)}
+
+
+def _dimension(where: str, name: str, value: Any) -> Dimension:
+    if isinstance(value, list):
+        value = {"choices": value}
+    value = _mapping(where, value)
+    _check_keys(where, value, ("choices", "low", "high", "step", "log"))
+    if "choices" in value:
+        if set(value) - {"choices"}:
+            raise _fail(where, "takes either choices or low/high, not both")
+        choices = value["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise _fail(f"{where}.choices", f"must be a non-empty list, got {choices!r}")
+        return Dimension(name, choices=choices)
+    if "low" not in value or "high" not in value:
+        raise _fail(where, "needs choices: [...] or both low and high")
+    low, high = value["low"], value["high"]
+    for key, number in (("low", low), ("high", high), ("step", value.get("step"))):
+        if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))):
+            raise _fail(f"{where}.{key}", f"must be a number, got {number!r}")
+    if low > high:
+        raise _fail(where, f"low ({low}) must not exceed high ({high})")
+    if value.get("log") and low <= 0:
+        raise _fail(f"{where}.log", "a log range needs low > 0")
+    return Dimension(name, low=low, high=high, step=value.get("step"), log=bool(value.get("log", False)))
+
+
+def _architecture(where: str, value: Any, spec_fields: set[str]) -> Architecture:
+    from dynsweep.models import DynamicSpec, list_models
+
+    if isinstance(value, str):
+        value = {"model": value}
+    value = _mapping(where, value)
+    _check_keys(where, value, ("model", "space", "base", "small_input", "training"))
+    models = list_models(presets=False)
+    model = value.get("model")
+    if model not in models:
+        raise _fail(f"{where}.model", f"unknown architecture {model!r}; allowed: {', '.join(models)}")
+    where = f"{where}({model})"
+    base = _mapping(f"{where}.base", value.get("base") or {})
+    _check_keys(f"{where}.base", base, spec_fields)
+    try:
+        DynamicSpec.from_dict(base)
+    except ValueError as error:
+        raise _fail(f"{where}.base", str(error)) from None
+    space = _mapping(f"{where}.space", value.get("space") or {})
+    _check_keys(f"{where}.space", space, spec_fields)
+    dims = [_dimension(f"{where}.space.{name}", name, dim) for name, dim in space.items()]
+    training = _mapping(f"{where}.training", value.get("training") or {})
+    _check_keys(f"{where}.training", training, TRAINING_KEYS)
+    return Architecture(model, dims, base, bool(value.get("small_input", True)), training)
+
+
+def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
+    """A validated :class:`SweepConfig` from the YAML's mapping."""
+    from dynsweep.models import list_models
+
+    raw = _mapping(source, raw)
+    top = {
+        "name", "architectures", "objectives", "constraints", "sampler", "budget", "training",
+        "data", "seed", "storage", "pruning", "warm_start",
+    }  # fmt: skip
+    _check_keys(source, raw, top)
+    name = raw.get("name") or Path(source).stem
+    if not isinstance(name, str):
+        raise _fail(f"{source}: name", f"must be a string, got {name!r}")
+    archs = raw.get("architectures")
+    if not isinstance(archs, list) or not archs:
+        raise _fail(f"{source}: architectures", "must be a non-empty list of {model: NAME, space: {...}}")
+    spec_fields = _spec_fields()
+    architectures = [_architecture(f"{source}: architectures[{i}]", a, spec_fields) for i, a in enumerate(archs)]
+    models = [a.model for a in architectures]
+    if len(set(models)) != len(models):
+        raise _fail(f"{source}: architectures", f"an architecture is listed twice: {models}")
+
+    objectives = raw.get("objectives", ["val_acc1", "macs"])
+    if not isinstance(objectives, list) or len(objectives) < 2 or len(set(objectives)) != len(objectives):
+        raise _fail(f"{source}: objectives", f"must be a list of two or more distinct names, got {objectives!r}")
+    for o in objectives:
+        if o not in OBJECTIVES:
+            raise _fail(f"{source}: objectives", f"unknown objective {o!r}; allowed: {', '.join(OBJECTIVES)}")
+    if objectives[0] != "val_acc1":
+        raise _fail(f"{source}: objectives", "the first objective must be val_acc1 (maximised)")
+
+    constraints = _mapping(f"{source}: constraints", raw.get("constraints") or {})
+    _check_keys(f"{source}: constraints", constraints, ("max_macs", "max_params"))
+    max_macs = _positive(f"{source}: constraints.max_macs", constraints.get("max_macs"), float, True)
+    max_params = _positive(f"{source}: constraints.max_params", constraints.get("max_params"), float, True)
+
+    sampler = raw.get("sampler", "nsga2")
+    sampler_options: dict[str, Any] = {}
+    if isinstance(sampler, dict):
+        sampler_options = dict(sampler)
+        sampler = sampler_options.pop("name", "nsga2")
+    if sampler not in SAMPLERS:
+        raise _fail(f"{source}: sampler", f"unknown sampler {sampler!r}; allowed: {', '.join(SAMPLERS)}")
+
+    budget = _mapping(f"{source}: budget", raw.get("budget") or {})
+    _check_keys(f"{source}: budget", budget, ("n_trials", "timeout"))
+    n_trials = _positive(f"{source}: budget.n_trials", budget.get("n_trials", 12))
+    timeout = _positive(f"{source}: budget.timeout", budget.get("timeout"), float, True)
+
+    training = {**TRAINING_DEFAULTS, **_mapping(f"{source}: training", raw.get("training") or {})}
+    _check_keys(f"{source}: training", training, TRAINING_KEYS)
+
+    data = _mapping(f"{source}: data", raw.get("data") or {"class": "EmbeddedDigitsDataModule"})
+    _check_keys(f"{source}: data", data, ("class", "init_args"))
+    import dynsweep.data
+
+    data_classes = [n for n in dynsweep.data.__all__ if n.endswith("DataModule")]
+    if data.get("class") not in data_classes:
+        raise _fail(f"{source}: data.class", f"unknown {data.get('class')!r}; allowed: {', '.join(data_classes)}")
+    _mapping(f"{source}: data.init_args", data.setdefault("init_args", {}) or {})
+
+    seed = raw.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise _fail(f"{source}: seed", f"must be an integer, got {seed!r}")
+
+    storage_raw = _mapping(f"{source}: storage", raw.get("storage") or {})
+    _check_keys(f"{source}: storage", storage_raw, [f.name for f in dataclasses.fields(StorageConfig)])
+    storage = StorageConfig(**storage_raw)
+    for key in ("heartbeat_interval", "grace_period"):
+        _positive(f"{source}: storage.{key}", getattr(storage, key))
+
+    pruning_raw = _mapping(f"{source}: pruning", raw.get("pruning") or {})
+    _check_keys(f"{source}: pruning", pruning_raw, [f.name for f in dataclasses.fields(Pruning)])
+    pruning = Pruning(**pruning_raw)
+
+    warm_start = raw.get("warm_start") or []
+    if not isinstance(warm_start, list):
+        raise _fail(f"{source}: warm_start", f"must be a list of model or preset names, got {warm_start!r}")
+    from dynsweep.models import get_model_entry
+
+    for preset in warm_start:
+        if preset not in list_models():
+            raise _fail(f"{source}: warm_start", f"unknown model or preset {preset!r}; allowed: {', '.join(list_models())}")
+        entry = get_model_entry(preset)
+        if (entry.baseline or entry.name) not in models:
+            raise _fail(
+                f"{source}: warm_start",
+                f"{preset!r} is a {entry.baseline or entry.name}, which is not among the architectures {models}",
+            )
+
+    return SweepConfig(
+        name, architectures, objectives, max_macs, max_params, sampler, sampler_options, n_trials, timeout,
+        training, data, seed, storage, pruning, list(warm_start), source,
+    )  # fmt: skip
+
+
+def load_config(path: str | Path) -> SweepConfig:
+    """Read and validate a sweep spec file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepConfigError(f"{path}: no such sweep spec file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise SweepConfigError(f"{path}: not valid YAML: {error}") from None
+    return parse_config(raw, str(path))

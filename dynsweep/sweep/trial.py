@@ -1,0 +1,197 @@
+"""One trial: params -> spec -> model -> MACs and parameters -> constraints -> training in a child
+process -> results told to Optuna.
+
+Cost is counted before any training; a trial over a constraint is told ``PRUNED`` with the user
+attribute ``infeasible`` (the reason) and is not trained. Training runs in
+``python -m dynsweep.sweep.child TRIAL_DIR`` (its own process and directory: ``params.json``,
+``child.log``, ``progress.jsonl``, ``metrics.json``, ``lightning_logs/``, ``checkpoints/``), so an
+exception, a NaN loss or a killed child fails that trial only: it is told ``FAIL`` with the user
+attribute ``fail_reason`` and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from dynsweep.sweep import pruning
+from dynsweep.sweep.config import SweepConfig
+from dynsweep.sweep.space import preset_spec, suggest_architecture, suggest_spec
+
+Log = Callable[[str], None]
+
+
+def derive_seed(config_seed: int, study_name: str, number: int) -> int:
+    """The trial's seed from the spec's seed, the study name and the trial number (31 bits)."""
+    digest = hashlib.sha256(f"{config_seed}:{study_name}:{number}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def system_attrs(trial: optuna.Trial) -> dict[str, Any]:
+    return trial.storage.get_trial_system_attrs(trial._trial_id)
+
+
+def original_number(trial: optuna.Trial) -> int:
+    """A re-queued trial keeps the number (and so the seed) of the trial it retries."""
+    return system_attrs(trial).get("failed_trial", trial.number)
+
+
+def child_params(trial: optuna.Trial, config: SweepConfig, study_name: str) -> dict[str, Any]:
+    """Ask the trial's params; return what the child trains (everything needed to replay it)."""
+    fixed = system_attrs(trial).get("fixed_params", {})
+    preset = fixed.get("preset")
+    model = suggest_architecture(trial, config)
+    arch = config.architecture(model)
+    spec = preset_spec(preset, arch) if preset else suggest_spec(trial, arch)
+    return {
+        "model": model,
+        "preset": preset,
+        "spec": spec,
+        "small_input": arch.small_input,
+        "training": config.training_for(model),
+        "data": config.data,
+        "seed": derive_seed(config.seed, study_name, original_number(trial)),
+    }
+
+
+def measure_cost(params: dict[str, Any]) -> tuple[int, int]:
+    """MACs and parameters (dynsweep.cost.count, inference form, batch 1) at the data's size."""
+    from dynsweep.cost import count
+    from dynsweep.models import build_model
+    from dynsweep.sweep.child import make_data
+
+    data = make_data(params["data"])
+    size = data.image_size if isinstance(data.image_size, int) else data.image_size[0]
+    model = build_model(
+        params["model"], params["spec"], num_classes=data.num_classes, in_channels=data.in_channels,
+        small_input=params["small_input"],
+    )  # fmt: skip
+    report = count(model, (data.in_channels, size, size))
+    return report.macs, report.params
+
+
+def launch_child(trial_dir: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    log = (trial_dir / "child.log").open("w")
+    env = {**os.environ, **(extra_env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "dynsweep.sweep.child", str(trial_dir)],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+
+
+def read_progress(trial_dir: Path) -> list[dict[str, Any]]:
+    path = trial_dir / "progress.jsonl"
+    if not path.exists():
+        return []
+    lines = []
+    for line in path.read_text().splitlines():
+        try:
+            lines.append(json.loads(line))
+        except json.JSONDecodeError:  # a line being written
+            break
+    return lines
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"the training process was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"the training process was killed by signal {-code}"
+    return f"the training process exited with status {code}"
+
+
+def run_trial(
+    study: optuna.Study, trial: optuna.Trial, config: SweepConfig, runs_dir: Path, log: Log = print
+) -> TrialState:
+    """Run one asked trial to its end and tell the study; returns the told state."""
+    start = time.time()
+    trial_dir = runs_dir / study.study_name / f"trial_{trial.number:04d}"
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    trial.set_user_attr("dir", str(trial_dir.resolve()))
+
+    def fail(reason: str) -> TrialState:
+        trial.set_user_attr("fail_reason", reason)
+        trial.set_user_attr("wall_seconds", time.time() - start)
+        study.tell(trial, state=TrialState.FAIL)
+        log(f"trial {trial.number}: FAIL: {reason}")
+        return TrialState.FAIL
+
+    try:
+        params = child_params(trial, config, study.study_name)
+        trial.set_user_attr("model", params["model"])
+        trial.set_user_attr("seed", params["seed"])
+        if params["preset"]:
+            trial.set_user_attr("preset", params["preset"])
+        macs, n_params = measure_cost(params)
+    except Exception as error:  # noqa: BLE001 - an impossible spec fails this trial only
+        return fail(f"{type(error).__name__}: {error}")
+    trial.set_user_attr("macs", macs)
+    trial.set_user_attr("params", n_params)
+    trial.set_user_attr("child_params", params)
+    (trial_dir / "params.json").write_text(json.dumps(params, indent=2))
+    label = params["preset"] or params["model"]
+    for limit, value, name in ((config.max_macs, macs, "MACs"), (config.max_params, n_params, "parameters")):
+        if limit is not None and value > limit:
+            reason = f"{name} {value:,} over the budget {limit:,.0f}"
+            trial.set_user_attr("infeasible", reason)
+            trial.set_user_attr("wall_seconds", time.time() - start)
+            study.tell(trial, state=TrialState.PRUNED)
+            log(f"trial {trial.number} ({label}): infeasible, not trained: {reason}")
+            return TrialState.PRUNED
+
+    log(f"trial {trial.number} ({label}): {macs / 1e6:.2f} MMACs, {n_params / 1e6:.3f} M params, training in {trial_dir}")
+    max_epochs = params["training"].get("max_epochs")
+    child = launch_child(trial_dir)
+    seen = 0
+    stopped = False
+    try:
+        while child.poll() is None:
+            time.sleep(0.5)
+            progress = read_progress(trial_dir)
+            if len(progress) > seen:
+                seen = len(progress)
+                curve = [p["val_acc1"] for p in progress]
+                trial.set_user_attr("curve", curve)
+                last = progress[-1]
+                log(f"trial {trial.number} ({label}): epoch {last['epoch'] + 1}/{max_epochs} val_acc1 {last['val_acc1']:.4f}")
+                if config.pruning.enabled and pruning.should_stop(
+                    study.get_trials(deepcopy=False), trial.number, last["epoch"], last["val_acc1"], macs,
+                    config.pruning.min_dominating, config.pruning.warmup_epochs,
+                ):  # fmt: skip
+                    stopped = True
+                    child.kill()
+                    child.wait()
+                    break
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    progress = read_progress(trial_dir)
+    curve = [p["val_acc1"] for p in progress]
+    trial.set_user_attr("curve", curve)
+    trial.set_user_attr("wall_seconds", time.time() - start)
+    if stopped:
+        trial.set_user_attr("stopped_at_epoch", len(curve))
+        study.tell(trial, state=TrialState.PRUNED)
+        log(f"trial {trial.number} ({label}): stopped early, dominated at epoch {len(curve)}")
+        return TrialState.PRUNED
+    metrics_path = trial_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    if child.returncode != 0 or "error" in metrics:
+        return fail(metrics.get("error") or describe_exit(child.returncode))
+    values = {"val_acc1": metrics["val_acc1"], "macs": float(macs), "params": float(n_params)}
+    study.tell(trial, [values[name] for name in config.objectives])
+    log(f"trial {trial.number} ({label}): val_acc1 {metrics['val_acc1']:.4f} in {time.time() - start:.0f} s")
+    return TrialState.COMPLETE
