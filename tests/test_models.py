@@ -478,3 +478,15 @@ def test_dy_resnet50_fcn_macs_ratio_matches_paper() -> None:
     assert abs(dy / base - 95.6 / 310.8) <= 0.03, f"{dy / base:.3f}"
     # Same head width in both: the Dy FCN differs from the static one in its backbone only.
     assert build_segmentation_model("dy_resnet50").classifier[0].out_channels == 512
+
+
+def test_dy_and_fix_twins_start_with_kernels_of_the_same_scale() -> None:
+    """The Dy-vs-Fix ablation compares kernels, not initialisations: fused kernels at the average
+    coefficient have the spread of the Fix twin's static kernels (torchvision's fan_out scheme)."""
+    torch.manual_seed(0)
+    dy, fix = build_model("dy_resnet18"), build_model("fix_resnet18")
+    dynamic = dy.layer3[1].conv1
+    coefficients = torch.full((1, dynamic.out_channels, dynamic.num_bases), dynamic.initial_coefficient)
+    fused_std = dynamic.fused_weight(coefficients).std().item()
+    static_std = fix.layer3[1].conv1.weight.std().item()
+    assert fused_std == pytest.approx(static_std, rel=0.05)

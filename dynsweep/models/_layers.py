@@ -15,6 +15,7 @@ into the bases of a dynamic convolution for inference.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from torch import Tensor, nn
@@ -257,10 +258,12 @@ class BlockBuilder:
 
 
 def init_static(model: nn.Module, linear_std: float | None = 0.01) -> None:
-    """torchvision's initialisation of static layers (dynamic layers and predictors keep their own).
+    """torchvision's initialisation, applied to static kernels and to dynamic bases alike.
 
-    Convs: Kaiming normal, fan_out; BatchNorm: ones and zeros; Linear: normal(0, ``linear_std``)
-    and zero bias, or PyTorch's default when ``linear_std`` is None (ResNet).
+    Predictors keep their own. Convs: Kaiming normal, fan_out (for dynamic layers: of the fused
+    kernel at the average coefficient, see ``DynamicConv2d.init_bases_``); BatchNorm: ones and
+    zeros; Linear: normal(0, ``linear_std``) and zero bias, or PyTorch's default when
+    ``linear_std`` is None (ResNet).
     """
     predictor_layers = {
         id(layer) for m in model.modules() if isinstance(m, CoefficientPredictor) for layer in m.modules()
@@ -270,6 +273,16 @@ def init_static(model: nn.Module, linear_std: float | None = 0.01) -> None:
             continue
         if type(m) is nn.Conv2d:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, DynamicConv2d):
+            # The same scheme for the fused kernel, so Dy and Fix twins start alike.
+            if isinstance(m, DynamicLinear):
+                if linear_std is None:
+                    continue
+                m.init_bases_(functools.partial(nn.init.normal_, mean=0.0, std=linear_std))
+            else:
+                m.init_bases_(functools.partial(nn.init.kaiming_normal_, mode="fan_out", nonlinearity="relu"))
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):

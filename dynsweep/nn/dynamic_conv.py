@@ -22,7 +22,7 @@ Every execution strategy computes the same function:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -156,13 +156,30 @@ class DynamicConv2d(nn.Module):
         return 1.0 / self.num_bases if self.mode == "dyconv" else 0.5
 
     def reset_parameters(self) -> None:
-        fan_in = (self.in_channels // self.groups) * math.prod(self.kernel_size)
-        # nn.Conv2d's kaiming_uniform_(a=sqrt(5)) bound, rescaled for a sum of K weighted bases.
-        scale = 1.0 / math.sqrt(self.num_bases * self.initial_coefficient**2)
-        bound = scale / math.sqrt(fan_in)
-        nn.init.uniform_(self.weight, -bound, bound)
+        """``nn.Conv2d``'s default initialisation, per base (see :meth:`init_bases_`)."""
+        self.init_bases_(lambda kernel: nn.init.kaiming_uniform_(kernel, a=math.sqrt(5)))
         if self.bias is not None:
+            fan_in = (self.in_channels // self.groups) * math.prod(self.kernel_size)
+            bound = self._base_scale / math.sqrt(fan_in)
             nn.init.uniform_(self.bias, -bound, bound)
+
+    @property
+    def _base_scale(self) -> float:
+        # K bases summed with coefficients of about a: scale each by 1 / sqrt(K a^2).
+        return 1.0 / math.sqrt(self.num_bases * self.initial_coefficient**2)
+
+    @torch.no_grad()
+    def init_bases_(self, init: Callable[[Tensor], object]) -> None:
+        """Initialise every base with a static-kernel initialiser, e.g. ``nn.init.kaiming_normal_``.
+
+        Each base gets ``init`` applied to an ``[out, in // groups, kH, kW]`` kernel (so fans are
+        those of the static convolution), scaled so that the fused kernel at the predictor's
+        average coefficient has the variance ``init`` gives a static kernel.
+        """
+        for base in range(self.num_bases):
+            kernel = torch.empty_like(self.weight[:, base])
+            init(kernel)
+            self.weight[:, base] = kernel * self._base_scale
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, noise: float = 0.01, **dynamic_kwargs) -> DynamicConv2d:
