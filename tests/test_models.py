@@ -386,6 +386,7 @@ def test_per_stage_values_and_widths() -> None:
         ),
         ("resnet18", {"expansion": 1.0}, r"DynamicSpec.expansion: does not apply to resnet18"),
         ("mobilenet_v2", {"split_ratio": 0.25}, r"DynamicSpec.split_ratio: does not apply to mobilenet_v2"),
+        ("shufflenet_v2_x1_0", {"channel_multiple": 3}, r"DynamicSpec.channel_multiple: stage 0 gets 117"),
     ],
 )
 def test_impossible_spec_fails_at_build_naming_the_field(name: str, spec: dict, message: str) -> None:

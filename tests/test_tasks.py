@@ -413,3 +413,23 @@ def test_arguments_given_by_lightning_cli_are_stored_normalised():
     assert task.hparams.spec == default_spec("dy_resnet18").to_dict() and task.hparams.spec["num_bases"] == 6
     assert task.hparams.betas == [0.9, 0.99]
     assert task.hparams["_instantiator"] == "lightning.pytorch.cli.instantiate_module"
+
+
+def test_checkpoint_written_before_a_spec_field_existed_still_loads(tmp_path) -> None:
+    """A spec field added later (missing from an older checkpoint) takes its default, not a mismatch."""
+    from dynsweep.tasks.base import CHECKPOINT_KEY
+
+    task = ClassificationTask("resnet18", {"width_mult": 0.25}, num_classes=10)
+    checkpoint = {CHECKPOINT_KEY: {"architecture": task.architecture}}
+    old_spec = dict(checkpoint[CHECKPOINT_KEY]["architecture"]["spec"])
+    old_spec.pop("temperature")  # as if the field had not existed yet
+    checkpoint[CHECKPOINT_KEY]["architecture"] = {**task.architecture, "spec": old_spec}
+    task.on_load_checkpoint(checkpoint)  # no CheckpointMismatchError
+
+
+def test_dynamic_biases_get_no_weight_decay() -> None:
+    """A dynamic layer's bias is [out, num_bases], two-dimensional, and still a bias."""
+    layer = DynamicConv2d(4, 6, 3, bias=True)
+    decay, no_decay = param_groups(nn.Sequential(layer), 5e-5)
+    assert any(p is layer.bias for p in no_decay["params"])
+    assert any(p is layer.weight for p in decay["params"])

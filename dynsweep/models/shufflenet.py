@@ -152,6 +152,11 @@ class ShuffleNetV2(nn.Module):
             zip(self.stage_names, depths, widths[1:-1], strict=True)
         ):
             oup = factory.stage_channels(stage, channels)
+            if oup % 2:
+                raise ValueError(
+                    f"DynamicSpec.channel_multiple: stage {stage} gets {oup} channels; ShuffleNetV2's "
+                    "channel shuffle needs an even count (use an even channel_multiple or width)"
+                )
             first_dilation = dilation
             stride, dilation, current = dilate(2, dilation, current, output_stride)
             units = []

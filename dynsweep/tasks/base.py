@@ -196,6 +196,13 @@ class DynamicTask(L.LightningModule):
                 "this checkpoint has no dynsweep architecture record, so it was not written by a dynsweep "
                 f"task; {_describe(current)} cannot load it"
             )
+        if isinstance(saved.get("spec"), Mapping):
+            # Spec fields added since the checkpoint was written take the model's defaults, as
+            # they did when this task resolved the checkpoint's hyper-parameters.
+            try:
+                saved = {**saved, "spec": resolve_spec(saved["model"], saved["spec"])}
+            except (KeyError, ValueError):
+                pass  # an unknown model or field: the comparison below names it
         differences = _differences(saved, current)
         if differences:
             raise CheckpointMismatchError(

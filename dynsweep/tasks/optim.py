@@ -22,17 +22,19 @@ DECAYS = ("cosine", "poly", "constant")
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: ``"decay"`` (weights of dimension >= 2 outside norm layers) and ``"no_decay"``.
+    """Two groups: ``"decay"`` (weights of dimension >= 2 outside norm layers) and ``"no_decay"``
+    (norm layers, biases, every 1-d parameter).
 
     A parameter shared by several modules is listed once. Frozen parameters are left out.
     """
     decay, no_decay, seen = [], [], set()
     for module in model.modules():
-        for param in module.parameters(recurse=False):
+        for name, param in module.named_parameters(recurse=False):
             if id(param) in seen or not param.requires_grad:
                 continue
             seen.add(id(param))
-            if isinstance(module, NORM_LAYERS) or param.ndim <= 1:
+            # Dynamic layers' biases are [out, num_bases]: a bias all the same.
+            if isinstance(module, NORM_LAYERS) or param.ndim <= 1 or name.endswith("bias"):
                 no_decay.append(param)
             else:
                 decay.append(param)
