@@ -491,3 +491,15 @@ def test_dy_and_fix_twins_start_with_kernels_of_the_same_scale() -> None:
     fused_std = dynamic.fused_weight(coefficients).std().item()
     static_std = fix.layer3[1].conv1.weight.std().item()
     assert fused_std == pytest.approx(static_std, rel=0.05)
+
+
+def test_weights_that_do_not_fit_leave_the_model_untouched() -> None:
+    torch.manual_seed(0)
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    del state["fc.bias"]
+    model = build_model("resnet18", {"stages": [0]})
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match="fc.bias"):
+        load_torchvision_weights(model, state)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)

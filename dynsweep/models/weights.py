@@ -58,12 +58,13 @@ def load_torchvision_weights(
             f"weights has keys the model lacks: {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"
         )
 
+    # Check everything first, so a file that does not fit leaves the model untouched.
     new_keys: set[str] = set()  # parameters the file cannot provide: predictors, bases
+    predictors, conversions = [], []
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
         if isinstance(module, CoefficientPredictor):
-            nn.init.zeros_(module.output_layer.weight)
-            nn.init.zeros_(module.output_layer.bias)
+            predictors.append(module)
             new_keys.update(prefix + key for key in module.state_dict())
         if not isinstance(module, DynamicConv2d):
             continue
@@ -79,16 +80,20 @@ def load_torchvision_weights(
             raise _shape_error(key, tuple(weight.shape), expected)
         if (bias is None) != (module.bias is None):
             raise ValueError(f"weights and model disagree on whether {name!r} has a bias")
-        module.load_static(
-            weight.to(module.weight.dtype), None if bias is None else bias.to(module.weight.dtype), noise
-        )
-
-    result = model.load_state_dict(state, strict=False)
-    missing = sorted(set(result.missing_keys) - new_keys)
+        conversions.append((module, weight, bias))
+    missing = sorted(set(own) - set(state) - new_keys)
     if missing:
         raise ValueError(
             f"weights lacks keys the model needs: {missing[:5]}{' ...' if len(missing) > 5 else ''}"
         )
+
+    for predictor in predictors:
+        nn.init.zeros_(predictor.output_layer.weight)
+        nn.init.zeros_(predictor.output_layer.bias)
+    for module, weight, bias in conversions:
+        dtype = module.weight.dtype
+        module.load_static(weight.to(dtype), None if bias is None else bias.to(dtype), noise)
+    model.load_state_dict(state, strict=False)
     return model
 
 
