@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import lightning as L
+import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger
@@ -95,6 +96,9 @@ class TrainCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # Recorded in config.yaml, so `dynsweep train --config config.yaml` picks the same task.
+        name = next(name for name, kind in TASKS.items() if kind is self.kind)
+        parser.add_argument("--task", choices=[name], default=name, help="classification or segmentation")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -116,8 +120,12 @@ class TrainCLI(LightningCLI):
 
 
 def split_task(argv: Sequence[str]) -> tuple[str, list[str]]:
-    """Take ``--task NAME`` / ``--task=NAME`` out of ``argv`` (the rest goes to LightningCLI)."""
-    rest, task, items = [], "classification", list(argv)
+    """Take ``--task NAME`` / ``--task=NAME`` out of ``argv`` (the rest goes to LightningCLI).
+
+    Without ``--task``, a ``task:`` key in a ``--config`` file (every saved config.yaml has one)
+    decides; the default is classification.
+    """
+    rest, task, items, configs = [], None, list(argv), []
     while items:
         item = items.pop(0)
         if item == "--task":
@@ -128,6 +136,19 @@ def split_task(argv: Sequence[str]) -> tuple[str, list[str]]:
             task = item.split("=", 1)[1]
         else:
             rest.append(item)
+            if item == "--config" and items:
+                configs.append(items[0])
+            elif item.startswith("--config="):
+                configs.append(item.split("=", 1)[1])
+    for path in configs if task is None else []:
+        try:
+            with open(path) as file:
+                saved = yaml.safe_load(file)
+        except (OSError, yaml.YAMLError):
+            continue  # LightningCLI reports an unreadable config itself
+        if isinstance(saved, dict) and saved.get("task") is not None:
+            task = saved["task"]
+    task = task or "classification"
     if task not in TASKS:
         raise SystemExit(f"dynsweep train: unknown --task {task!r}; choose from " + ", ".join(TASKS))
     return task, rest

@@ -219,6 +219,14 @@ def test_segmentation_trains(tmp_path: Path) -> None:
     assert main(arguments) == 0
     assert values(read_metrics(tmp_path), "val_miou")
     assert (run_dir(tmp_path) / "checkpoints" / "last.ckpt").is_file()
+    # The saved config names its task, so it trains again as given, without --task.
+    config = yaml.safe_load((run_dir(tmp_path) / "config.yaml").read_text())
+    assert config["task"] == "segmentation"
+    config["trainer"]["default_root_dir"] = str(tmp_path / "again")
+    path = tmp_path / "again.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", "--config", str(path)]) == 0
+    assert values(read_metrics(tmp_path / "again"), "val_miou")
 
 
 @pytest.mark.slow
