@@ -312,6 +312,15 @@ def test_task_and_data_must_agree(tmp_path):
         trainer(tmp_path).fit(ClassificationTask("resnet18", SMALL, image_size=224), digits())
 
 
+def test_small_input_stem_refuses_large_images(tmp_path):
+    """A 224 px data set with the default small_input=True would train a stride-1 stem silently."""
+    task = ClassificationTask("resnet18", SMALL, image_size=224)
+    data = types.SimpleNamespace(num_classes=10, in_channels=1, image_size=224)
+    task._trainer = types.SimpleNamespace(datamodule=data)
+    with pytest.raises(ValueError, match=r"small_input=True.*at most 64.*small_input=False"):
+        task.setup("fit")
+
+
 # ---------------------------------------------------------------------- NaN
 class PoisonBatch(L.Callback):
     """Fills the images of batch ``at`` with NaN: the loss of that step is NaN."""

@@ -73,7 +73,8 @@ def _padding(
 class DynamicConv2d(nn.Module):
     """A ``Conv2d`` whose kernel is a per-sample, predicted combination of ``num_bases`` bases.
 
-    The first eight arguments mean what they mean for ``nn.Conv2d``. ``mode`` picks the
+    The first eight arguments mean what they mean for ``nn.Conv2d``, except that ``bias``
+    defaults to False (a BatchNorm follows nearly every dynamic layer). ``mode`` picks the
     coefficients: ``"dynet"`` one sigmoid per (output channel, base), ``"condconv"`` one sigmoid
     per base, ``"dyconv"`` one softmax(z / temperature) per base. ``reduction`` sets the
     predictor's hidden width to ``in_channels // reduction`` (``None``: a single linear layer).

@@ -33,6 +33,9 @@ from dynsweep.tasks.optim import WarmupSchedule, build_optimizer, training_steps
 CHECKPOINT_KEY = "dynsweep"
 
 
+SMALL_INPUT_MAX = 64  # small_input=True stems keep full resolution: meant for 28-64 px images
+
+
 class CheckpointMismatchError(ValueError):
     """A checkpoint holds another architecture (or task) than the one loading it."""
 
@@ -134,6 +137,11 @@ class DynamicTask(L.LightningModule):
             raise ValueError(
                 f"{type(self).__name__}(image_size={h.image_size}) does not fit {name}, which evaluates at "
                 f"{size}: the MACs would be counted at the wrong size; set the task's image_size to {size}"
+            )
+        if h.get("small_input") and max(image_pair(h.image_size)) > SMALL_INPUT_MAX:
+            raise ValueError(
+                f"{type(self).__name__}(small_input=True) is for images of at most {SMALL_INPUT_MAX} pixels "
+                f"(no early downsampling), but {name} has image_size={h.image_size}; set small_input=False"
             )
 
     def on_fit_start(self) -> None:
