@@ -193,7 +193,7 @@ def add_export(subparsers: argparse._SubParsersAction) -> None:
         help="symbolic batch dimension (dynamic layers then run in the feature form)",
     )
     parser.add_argument(
-        "--tolerance", type=float, default=1e-4, help="largest max abs difference, relative to max |y|"
+        "--tolerance", type=float, default=1e-4, help="largest max abs difference, relative to max |y| when that exceeds 1, else absolute"
     )
     parser.set_defaults(run=run_export)
 
@@ -210,7 +210,11 @@ def run_export(args: argparse.Namespace) -> int:
     except (CheckpointMismatchError, FileNotFoundError) as error:
         print(f"dynsweep export: {error}", file=sys.stderr)
         return 1
-    example = export_onnx(task, args.onnx, args.batch_size, args.dynamic_batch)
+    try:
+        example = export_onnx(task, args.onnx, args.batch_size, args.dynamic_batch)
+    except Exception as error:  # noqa: BLE001 - the exporter raises many types; one clear line
+        print(f"dynsweep export: could not export {args.checkpoint} to ONNX: {error}", file=sys.stderr)
+        return 1
     print(f"wrote {args.onnx} (input {list(example.shape)}{', dynamic batch' if args.dynamic_batch else ''})")
     try:
         import onnxruntime  # noqa: F401
