@@ -102,14 +102,6 @@ class CoefficientPredictor(nn.Module):
         """The last linear layer, whose output is split among the served layers."""
         return self.fc if isinstance(self.fc, nn.Linear) else self.fc[-1]
 
-    @property
-    def initial_coefficient(self) -> float:
-        """Each coefficient's value when the output layer is zero: 1/2 (sigmoid) or 1/K (softmax)."""
-        if self.mode == "dyconv":
-            (num_bases,) = {k for _, k in self.layer_outputs}
-            return 1.0 / num_bases
-        return 0.5
-
     def set_temperature(self, temperature: float) -> None:
         """Set the softmax temperature of ``dyconv`` (annealed from about 30 to 1 in DY-CNN)."""
         if self.mode != "dyconv":
