@@ -30,5 +30,13 @@ BENCH_ENV ?= MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
 bench: $(STAMP)
 	$(BENCH_ENV) $(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
+# The README's main command: the quickstart sweep on the embedded digits, then its Pareto table.
+SWEEP_SPEC ?= sweeps/quickstart.yaml
+SWEEP_ARGS ?=
+
+sweep: $(STAMP)
+	$(BIN)/dynsweep sweep run $(SWEEP_SPEC) --no-table $(SWEEP_ARGS)
+	$(BIN)/dynsweep sweep status $(SWEEP_SPEC)
+
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -265,6 +265,7 @@ def add_sweep(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("spec", metavar="SPEC")
     where(run, spec=False)
     run.add_argument("--n-trials", type=int, metavar="N", help="study-wide trial budget (default: the spec's)")
+    run.add_argument("--no-table", dest="table", action="store_false", help="do not print the Pareto table")
     run.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default: 1)")
     worker = commands.add_parser("worker", help="join a running study from another process or machine")
     where(worker, spec=False)

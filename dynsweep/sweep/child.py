@@ -52,13 +52,15 @@ def train(trial_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
         small_input=params["small_input"], image_size=size, **task_args,
     )  # fmt: skip
     curve: list[float] = []
+    last_step = [-1]
     progress = trial_dir / "progress.jsonl"
 
     class Progress(L.Callback):
-        def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
             if trainer.sanity_checking:
                 return
             acc = float(trainer.callback_metrics["val_acc1"])
+            last_step[0] = trainer.global_step
             curve.append(acc)
             line = {"epoch": trainer.current_epoch, "val_acc1": acc, "step": trainer.global_step, "time": time.time()}
             with progress.open("a") as f:
@@ -79,6 +81,8 @@ def train(trial_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
         **trainer_args,
     )
     trainer.fit(task, datamodule=data)
+    if not trainer.interrupted and (not curve or last_step[0] != trainer.global_step):
+        trainer.validate(task, datamodule=data, verbose=False)  # max_steps ended fit mid-epoch
     if not curve or not all(math.isfinite(a) for a in curve):
         raise RuntimeError(f"training produced no finite validation accuracy (curve {curve})")
     return {"val_acc1": max(curve), "final_val_acc1": curve[-1], "curve": curve, "steps": trainer.global_step}

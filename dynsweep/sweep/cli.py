@@ -42,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     start = time.time()
     study = run_sweep(config, args.storage, args.study, args.n_trials, args.workers, Path(args.runs_dir))
     print(f"sweep {study.study_name}: {time.time() - start:.0f} s")
-    print(status_text(study, config))
+    print(status_text(study, config, table=args.table))
     return 0
 
 

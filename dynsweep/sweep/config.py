@@ -131,6 +131,11 @@ def _mapping(where: str, value: Any) -> dict:
 def _positive(where: str, value: Any, kind: type = int, allow_none: bool = False) -> Any:
     if value is None and allow_none:
         return None
+    if kind is float and isinstance(value, str):  # PyYAML reads 4.2e9 (no dot, no sign) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
     if kind is int:
         ok = ok and float(value).is_integer()

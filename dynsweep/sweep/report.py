@@ -16,7 +16,7 @@ def describe_spec(spec: dict) -> str:
     return " ".join(f"{k}={spec[k]}" for k in keys if k in spec)
 
 
-def status_text(study: optuna.Study, config: SweepConfig) -> str:
+def status_text(study: optuna.Study, config: SweepConfig, table: bool = True) -> str:
     counted, waiting = counted_trials(study)
     states = Counter(t.state.name for t in counted)
     done = sum(t.state.name != "RUNNING" for t in counted)
@@ -27,6 +27,8 @@ def status_text(study: optuna.Study, config: SweepConfig) -> str:
     for t in counted:
         if t.state.name == "FAIL":
             lines.append(f"  trial {t.number} FAIL: {t.user_attrs.get('fail_reason', 'no reason recorded')}")
+    if not table:
+        return "\n".join(lines)
     front = sorted(study.best_trials, key=lambda t: t.values[1]) if any(t.state.name == "COMPLETE" for t in counted) else []
     lines.append("")
     lines.append(f"Pareto front ({' vs '.join(study.metric_names or config.objectives)}): {len(front)} trials")

@@ -1,0 +1,246 @@
+"""dynsweep sweep: spec validation, the quickstart end to end (short), failing trials, two workers
+on PostgreSQL, kill -9 of a worker and resume, and the study as plain Optuna reads it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from dynsweep.sweep import SweepConfigError, load_config, parse_config
+from dynsweep.sweep.pruning import should_stop
+
+ROOT = Path(__file__).resolve().parents[1]
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+# A few steps per trial, one thread per trial process: the tests check plumbing, not accuracy.
+SHORT = {"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 2, "threads": 1}
+
+
+def tiny_spec(name: str, **changes) -> dict:
+    spec = {
+        "name": name,
+        "seed": 3,
+        "architectures": [
+            {"model": "resnet18", "base": {"width_mult": 0.125}, "space": {"num_bases": [2, 4], "stages": [[], [3]]}},
+        ],
+        "budget": {"n_trials": 2},
+        "training": dict(SHORT),
+        "data": {"class": "EmbeddedDigitsDataModule", "init_args": {"batch_size": 32}},
+        "storage": {"heartbeat_interval": 1, "grace_period": 3},
+    }
+    spec.update(changes)
+    return spec
+
+
+def write(tmp_path: Path, spec: dict) -> Path:
+    path = tmp_path / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def dynsweep(*args: str, cwd: Path, timeout: float = 150, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "dynsweep", "sweep", *args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=timeout, **kwargs,
+    )  # fmt: skip
+
+
+def fresh_name() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+# ---------------------------------------------------------------------------------- specs
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"architectures": []}, "architectures: must be a non-empty list"),
+        ({"architectures": [{"model": "resnet19"}]}, "architectures[0].model: unknown architecture 'resnet19'; allowed: "),
+        ({"architectures": [{"model": "resnet18", "space": {"num_base": [1, 2]}}]}, "space.num_base: unknown field; allowed: "),
+        ({"architectures": [{"model": "resnet18", "space": {"num_bases": {"low": 4, "high": 2}}}]}, "low (4) must not exceed high (2)"),
+        ({"architectures": [{"model": "resnet18", "space": {"num_bases": {"choices": []}}}]}, "num_bases.choices: must be a non-empty list"),
+        ({"architectures": [{"model": "resnet18", "base": {"mode": "foo"}}]}, "base: DynamicSpec.mode"),
+        ({"objectives": ["val_acc1", "flops"]}, "unknown objective 'flops'; allowed: val_acc1, macs, params"),
+        ({"sampler": "cmaes"}, "unknown sampler 'cmaes'; allowed: nsga2, tpe, gp, random"),
+        ({"budget": {"n_trials": 0}}, "budget.n_trials: must be a positive integer"),
+        ({"constraints": {"max_flops": 3}}, "constraints.max_flops: unknown field; allowed: max_macs, max_params"),
+        ({"training": {"epochs": 3}}, "training.epochs: unknown field; allowed: "),
+        ({"data": {"class": "MNIST"}}, "data.class: unknown 'MNIST'; allowed: "),
+        ({"warm_start": ["dy_mobilenet_v2"]}, "'dy_mobilenet_v2' is a mobilenet_v2, which is not among the architectures"),
+        ({"trials": 3}, ".trials: unknown field; allowed: "),
+    ],
+)
+def test_invalid_specs_name_the_field(tmp_path, change, message):
+    with pytest.raises(SweepConfigError) as error:
+        load_config(write(tmp_path, tiny_spec("bad", **change)))
+    assert message in str(error.value)
+    assert str(error.value).startswith(str(tmp_path / "bad.yaml"))
+
+
+def test_spec_file_errors(tmp_path):
+    with pytest.raises(SweepConfigError, match="no such sweep spec file"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
+    with pytest.raises(SweepConfigError, match="not valid YAML"):
+        load_config(tmp_path / "broken.yaml")
+    assert dynsweep("run", str(tmp_path / "missing.yaml"), cwd=tmp_path).returncode == 1
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_specs_load(path):
+    config = load_config(path)
+    assert config.objectives[:2] == ["val_acc1", "macs"]
+
+
+def test_sqlite_refuses_several_workers(tmp_path):
+    done = dynsweep("run", str(write(tmp_path, tiny_spec("lite"))), "--workers", "2", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "PostgreSQL" in done.stderr and "journal:" in done.stderr
+
+
+def test_dominance_rule():
+    def trial(number, curve, macs):
+        return optuna.trial.create_trial(
+            state=TrialState.COMPLETE, values=[curve[-1], macs], user_attrs={"curve": curve, "macs": macs}
+        )
+
+    others = [trial(i, [0.8, 0.9], 1e6) for i in range(3)]
+    assert should_stop(others, 99, 0, 0.7, 2e6, min_dominating=3, warmup_epochs=0)
+    assert not should_stop(others, 99, 0, 0.7, 2e6, min_dominating=4, warmup_epochs=0)
+    assert not should_stop(others, 99, 0, 0.85, 2e6, min_dominating=1, warmup_epochs=0)  # more accurate
+    assert not should_stop(others, 99, 0, 0.7, 0.5e6, min_dominating=1, warmup_epochs=0)  # cheaper
+    assert not should_stop(others, 99, 0, 0.7, 2e6, min_dominating=1, warmup_epochs=1)  # warm-up
+
+
+# ---------------------------------------------------------------------------------- end to end
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_quickstart_end_to_end_short(tmp_path):
+    raw = yaml.safe_load((ROOT / "sweeps" / "quickstart.yaml").read_text())
+    raw["training"].update(SHORT)
+    raw["data"]["init_args"]["batch_size"] = 32
+    path = write(tmp_path, raw)
+    done = dynsweep("run", str(path), "--n-trials", "3", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[2/3 trials done]" in done.stdout and "epoch 1/1" in done.stdout
+    assert "Pareto front (val_acc1 vs macs)" in done.stdout
+
+    url = f"sqlite:///{tmp_path / 'runs' / 'quickstart.db'}"
+    study = optuna.load_study(study_name="quickstart", storage=url)  # plain Optuna
+    assert study.metric_names == ["val_acc1", "macs"]
+    assert study.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
+    trials = study.get_trials(states=[TrialState.COMPLETE])
+    assert len(trials) == 3 and study.best_trials
+    for t in trials:
+        attrs = t.user_attrs
+        assert t.values[1] == attrs["macs"] and attrs["params"] > 0 and len(attrs["curve"]) == 1
+        assert {"seed", "dir", "wall_seconds", "child_params"} <= set(attrs)
+        trial_dir = Path(attrs["dir"])
+        assert (trial_dir / "params.json").exists() and (trial_dir / "metrics.json").exists()
+        assert list(trial_dir.glob("checkpoints/last.ckpt")) and list(trial_dir.glob("lightning_logs/*/metrics.csv"))
+    assert len({t.user_attrs["seed"] for t in trials}) == 3
+
+    # The budget is study-wide: running the finished study again trains nothing.
+    again = dynsweep("run", str(path), cwd=tmp_path)
+    assert again.returncode == 0 and "trial 3" not in again.stdout
+    assert len(optuna.load_study(study_name="quickstart", storage=url).trials) == 3
+
+    status = dynsweep("status", str(path), cwd=tmp_path)
+    assert status.returncode == 0 and "3/3 trials done" in status.stdout
+    export = dynsweep("export", str(path), "-o", "trials.csv", cwd=tmp_path)
+    assert export.returncode == 0 and (tmp_path / "trials.csv").read_text().count("\n") == 4
+
+    # Replay retrains one trial from its recorded params and seed: the same accuracy on CPU.
+    replay = dynsweep("replay", str(trials[0].number), "--storage", url, "--study", "quickstart", cwd=tmp_path)
+    assert replay.returncode == 0, replay.stderr[-2000:]
+    assert f"val_acc1 {trials[0].values[0]:.4f}" in replay.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
+    spec = tiny_spec(
+        "crash",
+        architectures=[
+            # lr 1e30: the loss is NaN by the second step, NonFiniteGuard stops the child.
+            {"model": "resnet18", "base": {"width_mult": 0.125}, "training": {"lr": 1e30, "limit_train_batches": 3}},
+            # A stage that does not exist: the model cannot be built, the trial fails before training.
+            {"model": "shufflenet_v2_x1_0", "base": {"stages": [9]}},
+            {"model": "mobilenet_v2", "base": {"width_mult": 0.25}},
+        ],
+        warm_start=["resnet18", "shufflenet_v2_x1_0", "mobilenet_v2"],
+        budget={"n_trials": 3},
+    )
+    done = dynsweep("run", str(write(tmp_path, spec)), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = optuna.load_study(study_name="crash", storage=f"sqlite:///{tmp_path / 'runs' / 'crash.db'}")
+    by_model = {t.user_attrs["model"]: t for t in study.trials}
+    assert by_model["resnet18"].state == TrialState.FAIL
+    assert "NonFiniteError" in by_model["resnet18"].user_attrs["fail_reason"]
+    assert by_model["shufflenet_v2_x1_0"].state == TrialState.FAIL
+    assert "DynamicSpec.stages" in by_model["shufflenet_v2_x1_0"].user_attrs["fail_reason"]
+    assert by_model["mobilenet_v2"].state == TrialState.COMPLETE
+    assert "FAIL: NonFiniteError" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_two_workers_on_postgresql_finish_one_study(tmp_path):
+    pytest.importorskip("psycopg")
+    name = fresh_name()
+    path = write(tmp_path, tiny_spec(name, budget={"n_trials": 4}))
+    done = dynsweep("run", str(path), "--storage", POSTGRES, "--workers", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = optuna.load_study(study_name=name, storage=POSTGRES)
+    complete = study.get_trials(states=[TrialState.COMPLETE])
+    assert len(complete) == 4 and len(study.trials) == 4  # none lost, none duplicated, none over budget
+    assert len({t.user_attrs["dir"] for t in complete}) == 4
+    assert "[worker]" in done.stdout  # the second worker ran trials too
+    optuna.delete_study(study_name=name, storage=POSTGRES)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_kill_9_of_a_worker_then_run_again_completes(tmp_path):
+    pytest.importorskip("psycopg")
+    name = fresh_name()
+    spec = tiny_spec(name, budget={"n_trials": 2})
+    spec["training"]["limit_train_batches"] = 40  # long enough to be killed in the middle
+    path = write(tmp_path, spec)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "dynsweep", "sweep", "run", str(path), "--storage", POSTGRES],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    first = tmp_path / "runs" / name / "trial_0000" / "progress.jsonl"
+    params = first.parent / "params.json"
+    deadline = time.time() + 90
+    while not params.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert params.exists()
+    time.sleep(2)
+    os.killpg(worker.pid, signal.SIGKILL)  # the worker and its training child
+    worker.wait()
+    study = optuna.load_study(study_name=name, storage=POSTGRES)
+    assert study.trials[0].state == TrialState.RUNNING
+
+    done = dynsweep("run", str(path), "--storage", POSTGRES, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = optuna.load_study(study_name=name, storage=POSTGRES).trials
+    assert trials[0].state == TrialState.FAIL  # failed by its stale heartbeat...
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE  # ...and re-queued
+    assert retried[0].params == trials[0].params
+    assert retried[0].user_attrs["seed"] == json.loads(params.read_text())["seed"]
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+    optuna.delete_study(study_name=name, storage=POSTGRES)
