@@ -229,8 +229,13 @@ def test_kill_9_of_a_worker_then_run_again_completes(tmp_path):
         time.sleep(0.2)
     assert params.exists()
     time.sleep(2)
-    os.killpg(worker.pid, signal.SIGKILL)  # the worker and its training child
+    child = int(subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True).stdout.split()[0])
+    os.kill(worker.pid, signal.SIGKILL)  # the worker only: its training child notices and ends
     worker.wait()
+    deadline = time.time() + 10
+    while Path(f"/proc/{child}").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
     study = optuna.load_study(study_name=name, storage=POSTGRES)
     assert study.trials[0].state == TrialState.RUNNING
 

@@ -88,6 +88,22 @@ def train(trial_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
     return {"val_acc1": max(curve), "final_val_acc1": curve[-1], "curve": curve, "steps": trainer.global_step}
 
 
+def exit_with_parent() -> None:
+    """End this process when the worker that started it dies (``kill -9``): no orphaned training."""
+    import os
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
@@ -95,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     trial_dir = Path(argv[0])
     params = json.loads((trial_dir / "params.json").read_text())
+    exit_with_parent()
     start = time.time()
     try:
         metrics = train(trial_dir, params)
