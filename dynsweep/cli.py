@@ -255,16 +255,23 @@ def add_sweep(subparsers: argparse._SubParsersAction) -> None:
 
     def where(p: argparse.ArgumentParser, spec: bool) -> None:
         if spec:
-            p.add_argument("spec", nargs="?", metavar="SPEC", help="the sweep spec (gives the default storage and study)")
-        p.add_argument("--storage", metavar="URL", help="sqlite:///..., postgresql://..., journal:FILE "
-                       "(default: sqlite:///RUNS_DIR/<name>.db)")
+            p.add_argument(
+                "spec", nargs="?", metavar="SPEC", help="the sweep spec (gives the default storage and study)"
+            )
+        p.add_argument(
+            "--storage",
+            metavar="URL",
+            help="sqlite:///..., postgresql://..., journal:FILE (default: sqlite:///RUNS_DIR/<name>.db)",
+        )
         p.add_argument("--study", metavar="NAME", help="study name (default: the spec's name)")
         p.add_argument("--runs-dir", default="runs", metavar="DIR", help="trial directories (default: runs)")
 
     run = commands.add_parser("run", help="create or resume a study and run it to its trial budget")
     run.add_argument("spec", metavar="SPEC")
     where(run, spec=False)
-    run.add_argument("--n-trials", type=int, metavar="N", help="study-wide trial budget (default: the spec's)")
+    run.add_argument(
+        "--n-trials", type=int, metavar="N", help="study-wide trial budget (default: the spec's)"
+    )
     run.add_argument("--no-table", dest="table", action="store_false", help="do not print the Pareto table")
     run.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default: 1)")
     worker = commands.add_parser("worker", help="join a running study from another process or machine")
@@ -274,7 +281,9 @@ def add_sweep(subparsers: argparse._SubParsersAction) -> None:
     export = commands.add_parser("export", help="every trial as CSV (study.trials_dataframe)")
     where(export, spec=True)
     export.add_argument("--output", "-o", default="-", metavar="FILE", help="CSV file (default: stdout)")
-    replay = commands.add_parser("replay", help="retrain one trial exactly, from its recorded params and seed")
+    replay = commands.add_parser(
+        "replay", help="retrain one trial exactly, from its recorded params and seed"
+    )
     replay.add_argument("trial", type=int, metavar="TRIAL")
     where(replay, spec=True)
     parser.set_defaults(run=run_sweep)

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from dynsweep.sweep import SweepConfigError, load_config, parse_config
+from dynsweep.sweep import SweepConfigError, load_config
 from dynsweep.sweep.pruning import should_stop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,11 @@ def tiny_spec(name: str, **changes) -> dict:
         "name": name,
         "seed": 3,
         "architectures": [
-            {"model": "resnet18", "base": {"width_mult": 0.125}, "space": {"num_bases": [2, 4], "stages": [[], [3]]}},
+            {
+                "model": "resnet18",
+                "base": {"width_mult": 0.125},
+                "space": {"num_bases": [2, 4], "stages": [[], [3]]},
+            },
         ],
         "budget": {"n_trials": 2},
         "training": dict(SHORT),
@@ -51,9 +55,15 @@ def write(tmp_path: Path, spec: dict) -> Path:
 def dynsweep(*args: str, cwd: Path, timeout: float = 150, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "dynsweep", "sweep", *args], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=timeout, **kwargs,
-    )  # fmt: skip
+        [sys.executable, "-m", "dynsweep", "sweep", *args],
+        check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
 
 
 def fresh_name() -> str:
@@ -65,18 +75,36 @@ def fresh_name() -> str:
     "change, message",
     [
         ({"architectures": []}, "architectures: must be a non-empty list"),
-        ({"architectures": [{"model": "resnet19"}]}, "architectures[0].model: unknown architecture 'resnet19'; allowed: "),
-        ({"architectures": [{"model": "resnet18", "space": {"num_base": [1, 2]}}]}, "space.num_base: unknown field; allowed: "),
-        ({"architectures": [{"model": "resnet18", "space": {"num_bases": {"low": 4, "high": 2}}}]}, "low (4) must not exceed high (2)"),
-        ({"architectures": [{"model": "resnet18", "space": {"num_bases": {"choices": []}}}]}, "num_bases.choices: must be a non-empty list"),
+        (
+            {"architectures": [{"model": "resnet19"}]},
+            "architectures[0].model: unknown architecture 'resnet19'; allowed: ",
+        ),
+        (
+            {"architectures": [{"model": "resnet18", "space": {"num_base": [1, 2]}}]},
+            "space.num_base: unknown field; allowed: ",
+        ),
+        (
+            {"architectures": [{"model": "resnet18", "space": {"num_bases": {"low": 4, "high": 2}}}]},
+            "low (4) must not exceed high (2)",
+        ),
+        (
+            {"architectures": [{"model": "resnet18", "space": {"num_bases": {"choices": []}}}]},
+            "num_bases.choices: must be a non-empty list",
+        ),
         ({"architectures": [{"model": "resnet18", "base": {"mode": "foo"}}]}, "base: DynamicSpec.mode"),
         ({"objectives": ["val_acc1", "flops"]}, "unknown objective 'flops'; allowed: val_acc1, macs, params"),
         ({"sampler": "cmaes"}, "unknown sampler 'cmaes'; allowed: nsga2, tpe, gp, random"),
         ({"budget": {"n_trials": 0}}, "budget.n_trials: must be a positive integer"),
-        ({"constraints": {"max_flops": 3}}, "constraints.max_flops: unknown field; allowed: max_macs, max_params"),
+        (
+            {"constraints": {"max_flops": 3}},
+            "constraints.max_flops: unknown field; allowed: max_macs, max_params",
+        ),
         ({"training": {"epochs": 3}}, "training.epochs: unknown field; allowed: "),
         ({"data": {"class": "MNIST"}}, "data.class: unknown 'MNIST'; allowed: "),
-        ({"warm_start": ["dy_mobilenet_v2"]}, "'dy_mobilenet_v2' is a mobilenet_v2, which is not among the architectures"),
+        (
+            {"warm_start": ["dy_mobilenet_v2"]},
+            "'dy_mobilenet_v2' is a mobilenet_v2, which is not among the architectures",
+        ),
         ({"trials": 3}, ".trials: unknown field; allowed: "),
     ],
 )
@@ -147,7 +175,9 @@ def test_quickstart_end_to_end_short(tmp_path):
         assert {"seed", "dir", "wall_seconds", "child_params"} <= set(attrs)
         trial_dir = Path(attrs["dir"])
         assert (trial_dir / "params.json").exists() and (trial_dir / "metrics.json").exists()
-        assert list(trial_dir.glob("checkpoints/last.ckpt")) and list(trial_dir.glob("lightning_logs/*/metrics.csv"))
+        assert list(trial_dir.glob("checkpoints/last.ckpt")) and list(
+            trial_dir.glob("lightning_logs/*/metrics.csv")
+        )
     assert len({t.user_attrs["seed"] for t in trials}) == 3
 
     # The budget is study-wide: running the finished study again trains nothing.
@@ -161,7 +191,9 @@ def test_quickstart_end_to_end_short(tmp_path):
     assert export.returncode == 0 and (tmp_path / "trials.csv").read_text().count("\n") == 4
 
     # Replay retrains one trial from its recorded params and seed: the same accuracy on CPU.
-    replay = dynsweep("replay", str(trials[0].number), "--storage", url, "--study", "quickstart", cwd=tmp_path)
+    replay = dynsweep(
+        "replay", str(trials[0].number), "--storage", url, "--study", "quickstart", cwd=tmp_path
+    )
     assert replay.returncode == 0, replay.stderr[-2000:]
     assert f"val_acc1 {trials[0].values[0]:.4f}" in replay.stdout
 
@@ -173,7 +205,11 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
         "crash",
         architectures=[
             # lr 1e30: the loss is NaN by the second step, NonFiniteGuard stops the child.
-            {"model": "resnet18", "base": {"width_mult": 0.125}, "training": {"lr": 1e30, "limit_train_batches": 3}},
+            {
+                "model": "resnet18",
+                "base": {"width_mult": 0.125},
+                "training": {"lr": 1e30, "limit_train_batches": 3},
+            },
             # A stage that does not exist: the model cannot be built, the trial fails before training.
             {"model": "shufflenet_v2_x1_0", "base": {"stages": [9]}},
             {"model": "mobilenet_v2", "base": {"width_mult": 0.25}},
@@ -220,8 +256,12 @@ def test_kill_9_of_a_worker_then_run_again_completes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     worker = subprocess.Popen(
         [sys.executable, "-m", "dynsweep", "sweep", "run", str(path), "--storage", POSTGRES],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     first = tmp_path / "runs" / name / "trial_0000" / "progress.jsonl"
     params = first.parent / "params.json"
     deadline = time.time() + 90
@@ -229,7 +269,8 @@ def test_kill_9_of_a_worker_then_run_again_completes(tmp_path):
         time.sleep(0.2)
     assert params.exists()
     time.sleep(2)
-    child = int(subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True).stdout.split()[0])
+    children = subprocess.run(["pgrep", "-P", str(worker.pid)], check=True, capture_output=True, text=True)
+    child = int(children.stdout.split()[0])
     os.kill(worker.pid, signal.SIGKILL)  # the worker only: its training child notices and ends
     worker.wait()
     deadline = time.time() + 10

@@ -48,9 +48,14 @@ def train(trial_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
     size = data.image_size if isinstance(data.image_size, int) else data.image_size[0]
     task_args = {k: v for k, v in training.items() if k not in TRAINER_KEYS and k != "threads"}
     task = ClassificationTask(
-        params["model"], params["spec"], num_classes=data.num_classes, in_channels=data.in_channels,
-        small_input=params["small_input"], image_size=size, **task_args,
-    )  # fmt: skip
+        params["model"],
+        params["spec"],
+        num_classes=data.num_classes,
+        in_channels=data.in_channels,
+        small_input=params["small_input"],
+        image_size=size,
+        **task_args,
+    )
     curve: list[float] = []
     last_step = [-1]
     progress = trial_dir / "progress.jsonl"
@@ -62,7 +67,12 @@ def train(trial_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
             acc = float(trainer.callback_metrics["val_acc1"])
             last_step[0] = trainer.global_step
             curve.append(acc)
-            line = {"epoch": trainer.current_epoch, "val_acc1": acc, "step": trainer.global_step, "time": time.time()}
+            line = {
+                "epoch": trainer.current_epoch,
+                "val_acc1": acc,
+                "step": trainer.global_step,
+                "time": time.time(),
+            }
             with progress.open("a") as f:
                 f.write(json.dumps(line) + "\n")
 
@@ -72,7 +82,9 @@ def train(trial_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
         logger=CSVLogger(str(trial_dir), name="lightning_logs"),
         callbacks=[
             Progress(),
-            ModelCheckpoint(str(trial_dir / "checkpoints"), "best-{epoch}-{step}", "val_acc1", mode="max", save_last=True),
+            ModelCheckpoint(
+                str(trial_dir / "checkpoints"), "best-{epoch}-{step}", "val_acc1", mode="max", save_last=True
+            ),
         ],
         enable_progress_bar=False,
         enable_model_summary=False,

@@ -90,4 +90,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "worker": cmd_worker, "status": cmd_status, "export": cmd_export, "replay": cmd_replay}
+COMMANDS = {
+    "run": cmd_run,
+    "worker": cmd_worker,
+    "status": cmd_status,
+    "export": cmd_export,
+    "replay": cmd_replay,
+}

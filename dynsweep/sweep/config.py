@@ -24,11 +24,24 @@ SAMPLERS = ("nsga2", "tpe", "gp", "random")
 
 TRAINING_KEYS = {
     # Trainer
-    "max_epochs", "max_steps", "limit_train_batches", "limit_val_batches", "accelerator", "threads",
+    "max_epochs",
+    "max_steps",
+    "limit_train_batches",
+    "limit_val_batches",
+    "accelerator",
+    "threads",
     # ClassificationTask
-    "optimizer", "lr", "momentum", "nesterov", "weight_decay", "warmup_epochs", "lr_decay",
-    "label_smoothing", "temperature_end", "temperature_epochs",
-}  # fmt: skip
+    "optimizer",
+    "lr",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "warmup_epochs",
+    "lr_decay",
+    "label_smoothing",
+    "temperature_end",
+    "temperature_epochs",
+}
 TRAINING_DEFAULTS: dict[str, Any] = {"max_epochs": 3, "accelerator": "cpu", "threads": None}
 
 
@@ -207,9 +220,19 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
 
     raw = _mapping(source, raw)
     top = {
-        "name", "architectures", "objectives", "constraints", "sampler", "budget", "training",
-        "data", "seed", "storage", "pruning", "warm_start",
-    }  # fmt: skip
+        "name",
+        "architectures",
+        "objectives",
+        "constraints",
+        "sampler",
+        "budget",
+        "training",
+        "data",
+        "seed",
+        "storage",
+        "pruning",
+        "warm_start",
+    }
     _check_keys(source, raw, top)
     name = raw.get("name") or Path(source).stem
     if not isinstance(name, str):
@@ -218,14 +241,18 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
     if not isinstance(archs, list) or not archs:
         raise _fail(f"{source}: architectures", "must be a non-empty list of {model: NAME, space: {...}}")
     spec_fields = _spec_fields()
-    architectures = [_architecture(f"{source}: architectures[{i}]", a, spec_fields) for i, a in enumerate(archs)]
+    architectures = [
+        _architecture(f"{source}: architectures[{i}]", a, spec_fields) for i, a in enumerate(archs)
+    ]
     models = [a.model for a in architectures]
     if len(set(models)) != len(models):
         raise _fail(f"{source}: architectures", f"an architecture is listed twice: {models}")
 
     objectives = raw.get("objectives", ["val_acc1", "macs"])
     if not isinstance(objectives, list) or len(objectives) < 2 or len(set(objectives)) != len(objectives):
-        raise _fail(f"{source}: objectives", f"must be a list of two or more distinct names, got {objectives!r}")
+        raise _fail(
+            f"{source}: objectives", f"must be a list of two or more distinct names, got {objectives!r}"
+        )
     for o in objectives:
         if o not in OBJECTIVES:
             raise _fail(f"{source}: objectives", f"unknown objective {o!r}; allowed: {', '.join(OBJECTIVES)}")
@@ -259,7 +286,9 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
 
     data_classes = [n for n in dynsweep.data.__all__ if n.endswith("DataModule")]
     if data.get("class") not in data_classes:
-        raise _fail(f"{source}: data.class", f"unknown {data.get('class')!r}; allowed: {', '.join(data_classes)}")
+        raise _fail(
+            f"{source}: data.class", f"unknown {data.get('class')!r}; allowed: {', '.join(data_classes)}"
+        )
     _mapping(f"{source}: data.init_args", data.setdefault("init_args", {}) or {})
 
     seed = raw.get("seed", 0)
@@ -283,18 +312,36 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
 
     for preset in warm_start:
         if preset not in list_models():
-            raise _fail(f"{source}: warm_start", f"unknown model or preset {preset!r}; allowed: {', '.join(list_models())}")
+            raise _fail(
+                f"{source}: warm_start",
+                f"unknown model or preset {preset!r}; allowed: {', '.join(list_models())}",
+            )
         entry = get_model_entry(preset)
         if (entry.baseline or entry.name) not in models:
             raise _fail(
                 f"{source}: warm_start",
-                f"{preset!r} is a {entry.baseline or entry.name}, which is not among the architectures {models}",
+                f"{preset!r} is a {entry.baseline or entry.name}, "
+                f"which is not among the architectures {models}",
             )
 
     return SweepConfig(
-        name, architectures, objectives, max_macs, max_params, sampler, sampler_options, n_trials, timeout,
-        training, data, seed, storage, pruning, list(warm_start), source,
-    )  # fmt: skip
+        name,
+        architectures,
+        objectives,
+        max_macs,
+        max_params,
+        sampler,
+        sampler_options,
+        n_trials,
+        timeout,
+        training,
+        data,
+        seed,
+        storage,
+        pruning,
+        list(warm_start),
+        source,
+    )
 
 
 def load_config(path: str | Path) -> SweepConfig:

@@ -51,7 +51,8 @@ def check_workers(url: str, workers: int) -> None:
     if workers > 1 and url.startswith("sqlite"):
         raise SweepError(
             f"{workers} workers on one SQLite file ({url}) would fight over its lock; use PostgreSQL or "
-            "MySQL (--storage postgresql://USER@HOST/DB) or Optuna's journal file (--storage journal:runs/NAME.log)"
+            "MySQL (--storage postgresql://USER@HOST/DB) or Optuna's journal file "
+            "(--storage journal:runs/NAME.log)"
         )
 
 
@@ -88,7 +89,9 @@ def make_sampler(config: SweepConfig) -> optuna.samplers.BaseSampler:
         return optuna.samplers.RandomSampler(**options)
 
 
-def open_study(config: SweepConfig, url: str, study_name: str | None = None, n_trials: int | None = None) -> optuna.Study:
+def open_study(
+    config: SweepConfig, url: str, study_name: str | None = None, n_trials: int | None = None
+) -> optuna.Study:
     """Create the study (or load it), store the spec and budget in it, enqueue the warm start."""
     storage = make_storage(url, config)
     name = study_name or config.name
@@ -126,16 +129,25 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
     source = values.pop("source", "<study>")
     archs = []
     for arch in values.pop("architectures"):
-        space = {d["name"]: {k: v for k, v in d.items() if k != "name" and v is not None and v is not False} for d in arch["space"]}
+        space = {
+            d["name"]: {k: v for k, v in d.items() if k != "name" and v is not None and v is not False}
+            for d in arch["space"]
+        }
         archs.append({**arch, "space": space})
     spec = {
-        "name": values["name"], "architectures": archs, "objectives": values["objectives"],
+        "name": values["name"],
+        "architectures": archs,
+        "objectives": values["objectives"],
         "constraints": {"max_macs": values["max_macs"], "max_params": values["max_params"]},
         "sampler": {"name": values["sampler"], **values["sampler_options"]},
         "budget": {"n_trials": values["n_trials"], "timeout": values["timeout"]},
-        "training": values["training"], "data": values["data"], "seed": values["seed"],
-        "storage": values["storage"], "pruning": values["pruning"], "warm_start": values["warm_start"],
-    }  # fmt: skip
+        "training": values["training"],
+        "data": values["data"],
+        "seed": values["seed"],
+        "storage": values["storage"],
+        "pruning": values["pruning"],
+        "warm_start": values["warm_start"],
+    }
     return parse_config(spec, source)
 
 
@@ -152,7 +164,9 @@ def load_study(url: str, study_name: str) -> tuple[optuna.Study, SweepConfig]:
     if raw is None:
         raise SweepError(f"study {study_name!r} in {url} was not made by dynsweep sweep (no sweep_config)")
     config = config_from_dict(raw)
-    study = optuna.load_study(study_name=study_name, storage=make_storage(url, config), sampler=make_sampler(config))
+    study = optuna.load_study(
+        study_name=study_name, storage=make_storage(url, config), sampler=make_sampler(config)
+    )
     return study, config
 
 
@@ -161,9 +175,10 @@ def counted_trials(study: optuna.Study) -> tuple[list[optuna.trial.FrozenTrial],
     trials = study.get_trials(deepcopy=False)
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
     counted = [
-        t for t in trials
+        t
+        for t in trials
         if t.state != TrialState.WAITING and t.number not in retried and not t.system_attrs.get(OVER_BUDGET)
-    ]  # fmt: skip
+    ]
     return counted, sum(t.state == TrialState.WAITING for t in trials)
 
 
@@ -171,7 +186,9 @@ def budget(study: optuna.Study, config: SweepConfig) -> int:
     return int(study.user_attrs.get("n_trials", config.n_trials))
 
 
-def run_worker(study: optuna.Study, config: SweepConfig, runs_dir: Path, log: Log = print, poll: float = 2.0) -> int:
+def run_worker(
+    study: optuna.Study, config: SweepConfig, runs_dir: Path, log: Log = print, poll: float = 2.0
+) -> int:
     """Run trials until the study-wide budget is spent (or the spec's timeout); returns trials run."""
     deadline = time.time() + config.timeout if config.timeout else None
     heartbeat = is_heartbeat_enabled(study._storage)
@@ -220,9 +237,20 @@ def run_sweep(
     study = open_study(config, url, study_name, n_trials)
     extra = [
         subprocess.Popen(
-            [sys.executable, "-m", "dynsweep", "sweep", "worker", "--storage", url, "--study", study.study_name,
-             "--runs-dir", str(runs_dir)]
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "dynsweep",
+                "sweep",
+                "worker",
+                "--storage",
+                url,
+                "--study",
+                study.study_name,
+                "--runs-dir",
+                str(runs_dir),
+            ]
+        )
         for _ in range(workers - 1)
     ]
     try:

@@ -30,7 +30,13 @@ def dominated_count(others: Iterable[FrozenTrial], epoch: int, acc: float, macs:
 
 
 def should_stop(
-    others: Iterable[FrozenTrial], number: int, epoch: int, acc: float, macs: float, min_dominating: int, warmup_epochs: int
+    others: Iterable[FrozenTrial],
+    number: int,
+    epoch: int,
+    acc: float,
+    macs: float,
+    min_dominating: int,
+    warmup_epochs: int,
 ) -> bool:
     if epoch < warmup_epochs:
         return False

@@ -20,18 +20,24 @@ def status_text(study: optuna.Study, config: SweepConfig, table: bool = True) ->
     counted, waiting = counted_trials(study)
     states = Counter(t.state.name for t in counted)
     done = sum(t.state.name != "RUNNING" for t in counted)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none yet"
     lines = [
-        f"study {study.study_name}: {done}/{budget(study, config)} trials done "
-        f"({', '.join(f'{k} {v}' for k, v in sorted(states.items())) or 'none yet'}; {waiting} waiting)",
+        f"study {study.study_name}: {done}/{budget(study, config)} trials done ({counts}; {waiting} waiting)"
     ]
     for t in counted:
         if t.state.name == "FAIL":
             lines.append(f"  trial {t.number} FAIL: {t.user_attrs.get('fail_reason', 'no reason recorded')}")
     if not table:
         return "\n".join(lines)
-    front = sorted(study.best_trials, key=lambda t: t.values[1]) if any(t.state.name == "COMPLETE" for t in counted) else []
+    front = (
+        sorted(study.best_trials, key=lambda t: t.values[1])
+        if any(t.state.name == "COMPLETE" for t in counted)
+        else []
+    )
     lines.append("")
-    lines.append(f"Pareto front ({' vs '.join(study.metric_names or config.objectives)}): {len(front)} trials")
+    lines.append(
+        f"Pareto front ({' vs '.join(study.metric_names or config.objectives)}): {len(front)} trials"
+    )
     header = f"{'trial':>5} {'model':<22} {'val_acc1':>8} {'MMACs':>9} {'params':>8}  spec"
     lines += [header, "-" * len(header)]
     for t in front:

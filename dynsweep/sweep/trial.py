@@ -74,9 +74,12 @@ def measure_cost(params: dict[str, Any]) -> tuple[int, int]:
     data = make_data(params["data"])
     size = data.image_size if isinstance(data.image_size, int) else data.image_size[0]
     model = build_model(
-        params["model"], params["spec"], num_classes=data.num_classes, in_channels=data.in_channels,
+        params["model"],
+        params["spec"],
+        num_classes=data.num_classes,
+        in_channels=data.in_channels,
         small_input=params["small_input"],
-    )  # fmt: skip
+    )
     report = count(model, (data.in_channels, size, size))
     return report.macs, report.params
 
@@ -86,8 +89,10 @@ def launch_child(trial_dir: Path, extra_env: dict[str, str] | None = None) -> su
     env = {**os.environ, **(extra_env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "dynsweep.sweep.child", str(trial_dir)],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
 
 
 def read_progress(trial_dir: Path) -> list[dict[str, Any]]:
@@ -151,7 +156,10 @@ def run_trial(
             log(f"trial {trial.number} ({label}): infeasible, not trained: {reason}")
             return TrialState.PRUNED
 
-    log(f"trial {trial.number} ({label}): {macs / 1e6:.2f} MMACs, {n_params / 1e6:.3f} M params, training in {trial_dir}")
+    log(
+        f"trial {trial.number} ({label}): {macs / 1e6:.2f} MMACs, {n_params / 1e6:.3f} M params, "
+        f"training in {trial_dir}"
+    )
     max_epochs = params["training"].get("max_epochs")
     child = launch_child(trial_dir)
     seen = 0
@@ -165,11 +173,19 @@ def run_trial(
                 curve = [p["val_acc1"] for p in progress]
                 trial.set_user_attr("curve", curve)
                 last = progress[-1]
-                log(f"trial {trial.number} ({label}): epoch {last['epoch'] + 1}/{max_epochs} val_acc1 {last['val_acc1']:.4f}")
+                log(
+                    f"trial {trial.number} ({label}): epoch {last['epoch'] + 1}/{max_epochs} "
+                    f"val_acc1 {last['val_acc1']:.4f}"
+                )
                 if config.pruning.enabled and pruning.should_stop(
-                    study.get_trials(deepcopy=False), trial.number, last["epoch"], last["val_acc1"], macs,
-                    config.pruning.min_dominating, config.pruning.warmup_epochs,
-                ):  # fmt: skip
+                    study.get_trials(deepcopy=False),
+                    trial.number,
+                    last["epoch"],
+                    last["val_acc1"],
+                    macs,
+                    config.pruning.min_dominating,
+                    config.pruning.warmup_epochs,
+                ):
                     stopped = True
                     child.kill()
                     child.wait()
