@@ -18,17 +18,13 @@ from typing import Any
 import lightning as L
 import torch
 
-from dynsweep.tasks import CheckpointMismatchError, ClassificationTask, DynamicTask, SegmentationTask
+from dynsweep.tasks import CheckpointMismatchError, DynamicTask
 from dynsweep.tasks.base import CHECKPOINT_KEY, image_pair
+from dynsweep.train import TASKS
 
-TASK_CLASSES: dict[str, type[DynamicTask]] = {
-    "ClassificationTask": ClassificationTask,
-    "SegmentationTask": SegmentationTask,
-}
-DEFAULT_DATA = {
-    "ClassificationTask": "dynsweep.data.EmbeddedDigitsDataModule",
-    "SegmentationTask": "dynsweep.data.DigitCanvasDataModule",
-}
+# By task class name, as checkpoints record it; dynsweep train's table is the one source.
+TASK_CLASSES: dict[str, type[DynamicTask]] = {kind.task.__name__: kind.task for kind in TASKS.values()}
+DEFAULT_DATA: dict[str, str] = {kind.task.__name__: kind.data for kind in TASKS.values()}
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
