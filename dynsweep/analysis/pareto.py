@@ -1,0 +1,145 @@
+"""Pareto fronts, hypervolume and dominance of trial tables (one row per trial, see ``load``).
+
+The non-dominated sort and the hypervolume are Optuna's own (the functions behind
+``Study.best_trials`` and ``plot_hypervolume_history``); Optuna applies them to a whole study, and
+here they apply to any subset of rows: one architecture, the dynamic trials, the first N trials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+# Private in Optuna, public nowhere else; tests/test_analysis.py checks them against best_trials.
+from optuna._hypervolume import compute_hypervolume
+from optuna.study._multi_objective import _is_pareto_front
+
+Objectives = Mapping[str, str]
+"""Objective column -> "maximize" or "minimize", in the study's order."""
+
+DIRECTIONS = ("maximize", "minimize")
+
+
+class AnalysisError(ValueError):
+    """A study or table that cannot be analysed as asked; the message names what is missing."""
+
+
+def objectives_of(frame: pd.DataFrame, objectives: Objectives | None = None) -> dict[str, str]:
+    """The objectives given, else those ``load`` stored in ``frame.attrs``; checked against the columns."""
+    found = dict(objectives if objectives is not None else frame.attrs.get("objectives", {}))
+    if not found:
+        raise AnalysisError(
+            "objectives: none given and none in frame.attrs['objectives']; pass e.g. "
+            "{'val_acc1': 'maximize', 'macs': 'minimize'}"
+        )
+    for name, direction in found.items():
+        if direction not in DIRECTIONS:
+            raise AnalysisError(f"objectives[{name!r}]: {direction!r} is not one of {', '.join(DIRECTIONS)}")
+        if name not in frame.columns:
+            raise AnalysisError(f"objectives: no column {name!r}; columns: {', '.join(map(str, frame.columns))}")
+    return found
+
+
+def losses(frame: pd.DataFrame, objectives: Objectives) -> np.ndarray:
+    """Objective values as losses (maximized ones negated), one row per trial, as Optuna sorts them."""
+    columns = [frame[name].to_numpy(dtype=float) for name in objectives]
+    signs = [-1.0 if direction == "maximize" else 1.0 for direction in objectives.values()]
+    return np.stack([sign * column for sign, column in zip(signs, columns)], axis=1).reshape(len(frame), len(signs))
+
+
+def eligible(frame: pd.DataFrame, objectives: Objectives | None = None) -> pd.Series:
+    """Rows that can be on a front: COMPLETE, feasible, every objective finite."""
+    objectives = objectives_of(frame, objectives)
+    mask = pd.Series(True, index=frame.index)
+    if "state" in frame.columns:
+        mask &= frame["state"] == "COMPLETE"
+    if "feasible" in frame.columns:
+        mask &= frame["feasible"].astype(bool)
+    return mask & np.isfinite(losses(frame, objectives)).all(axis=1)
+
+
+def front_mask(frame: pd.DataFrame, objectives: Objectives | None = None, by: str | None = None) -> pd.Series:
+    """True for the rows on the Pareto front (of each ``by`` group when given).
+
+    Ties are all on the front, as in ``Study.best_trials``; failed, pruned, running and infeasible
+    rows never are.
+    """
+    objectives = objectives_of(frame, objectives)
+    mask = pd.Series(False, index=frame.index)
+    candidates = frame[eligible(frame, objectives)]
+    groups = [candidates] if by is None else [group for _, group in candidates.groupby(by, sort=False)]
+    for group in groups:
+        if len(group):
+            on_front = _is_pareto_front(losses(group, objectives), assume_unique_lexsorted=False)
+            mask.loc[group.index[on_front]] = True
+    return mask
+
+
+def pareto_front(frame: pd.DataFrame, objectives: Objectives | None = None, by: str | None = None) -> pd.DataFrame:
+    """The rows on the front (per ``by`` group), sorted by group and then by the objectives."""
+    objectives = objectives_of(frame, objectives)
+    front = frame[front_mask(frame, objectives, by)]
+    keys = ([by] if by else []) + list(objectives)[::-1]
+    ascending = ([True] if by else []) + [d == "minimize" for d in list(objectives.values())[::-1]]
+    return front.sort_values(keys, ascending=ascending, kind="stable")
+
+
+def hypervolume(
+    frame: pd.DataFrame, reference_point: Mapping[str, float], objectives: Objectives | None = None
+) -> float:
+    """Volume of objective space that the eligible rows dominate, bounded by ``reference_point``.
+
+    In the objectives' own units (e.g. accuracy x MACs). Rows that do not dominate the reference
+    point add nothing. Give every study you compare the same reference point.
+    """
+    objectives = objectives_of(frame, objectives)
+    missing = [name for name in objectives if name not in reference_point]
+    if missing:
+        raise AnalysisError(
+            f"reference_point: no value for {', '.join(missing)}; it needs one per objective "
+            f"({', '.join(objectives)})"
+        )
+    reference = losses(pd.DataFrame([{k: reference_point[k] for k in objectives}]), objectives)[0]
+    points = losses(frame[eligible(frame, objectives)], objectives)
+    points = points[(points < reference).all(axis=1)]
+    return float(compute_hypervolume(points, reference)) if len(points) else 0.0
+
+
+def hypervolume_history(
+    frame: pd.DataFrame, reference_point: Mapping[str, float], objectives: Objectives | None = None
+) -> pd.DataFrame:
+    """Hypervolume of the trials up to each trial number (as Optuna's plot_hypervolume_history)."""
+    objectives = objectives_of(frame, objectives)
+    ordered = frame.sort_values("number")
+    rows = []
+    for position, number in enumerate(ordered["number"]):
+        rows.append(
+            {"number": int(number), "hypervolume": hypervolume(ordered.iloc[: position + 1], reference_point, objectives)}
+        )
+    return pd.DataFrame(rows, columns=["number", "hypervolume"])
+
+
+def coverage(front_a: pd.DataFrame, front_b: pd.DataFrame, objectives: Objectives | None = None) -> float:
+    """Fraction of B's eligible rows that some row of A weakly dominates (Zitzler's C(A, B)).
+
+    1.0: nothing in B is better than A anywhere; NaN when B has no eligible rows.
+    """
+    objectives = objectives_of(front_a, objectives)
+    a = losses(front_a[eligible(front_a, objectives)], objectives)
+    b = losses(front_b[eligible(front_b, objectives)], objectives)
+    if not len(b):
+        return float("nan")
+    if not len(a):
+        return 0.0
+    covered = (a[:, None, :] <= b[None, :, :]).all(axis=2).any(axis=0)
+    return float(covered.mean())
+
+
+def dominates(front_a: pd.DataFrame, front_b: pd.DataFrame, objectives: Objectives | None = None) -> bool:
+    """True when A covers all of B and B does not cover all of A: A is the better front.
+
+    E.g. the dynamic trials of an architecture against its static (width-scaled) ones.
+    """
+    return coverage(front_a, front_b, objectives) == 1.0 and coverage(front_b, front_a, objectives) < 1.0
