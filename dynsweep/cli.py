@@ -248,7 +248,7 @@ def random_batch(example: Any, batch: int) -> Any:
 def add_sweep(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "sweep",
-        help="Optuna accuracy-versus-MACs sweeps: run, worker, status, export, replay",
+        help="Optuna accuracy-versus-MACs sweeps: run, worker, status, export, replay, pareto",
         description="Pareto sweeps of the DynamicSpec from a sweeps/*.yaml spec (dynsweep.sweep).",
     )
     commands = parser.add_subparsers(dest="sweep_command", required=True, metavar="SWEEP_COMMAND")
@@ -286,10 +286,22 @@ def add_sweep(subparsers: argparse._SubParsersAction) -> None:
     )
     replay.add_argument("trial", type=int, metavar="TRIAL")
     where(replay, spec=True)
+    pareto = commands.add_parser(
+        "pareto",
+        help="figures (PNG, SVG), the front as CSV and a Markdown table; works while the study runs",
+    )
+    where(pareto, spec=True)
+    pareto.add_argument(
+        "--out", metavar="DIR", help="where to write (default: RUNS_DIR/<study>/pareto)"
+    )
     parser.set_defaults(run=run_sweep)
 
 
 def run_sweep(args: argparse.Namespace) -> int:
+    if args.sweep_command == "pareto":  # the analysis reads studies: it sits above dynsweep.sweep
+        from dynsweep.analysis import report
+
+        return report.main(args)
     from dynsweep.sweep import cli as sweep_cli
 
     return sweep_cli.main(args)

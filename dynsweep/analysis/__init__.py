@@ -1,0 +1,42 @@
+"""Reading sweeps: a study as a table, Pareto fronts per architecture, hypervolume against a
+reference point stored in the study, dominance between fronts, figures, and the files of
+``dynsweep sweep pareto``.
+
+>>> from dynsweep import analysis
+>>> frame = analysis.load("sqlite:///runs/quickstart.db", "quickstart")
+>>> analysis.pareto_front(frame, by="arch")
+"""
+
+from dynsweep.analysis.figures import plot_effects, plot_fronts, plot_hypervolume
+from dynsweep.analysis.pareto import (
+    AnalysisError,
+    coverage,
+    dominates,
+    eligible,
+    front_mask,
+    hypervolume,
+    hypervolume_history,
+    pareto_front,
+)
+from dynsweep.analysis.report import write_report
+from dynsweep.analysis.study import from_study, load, open_study, param_importances, reference_point
+
+__all__ = [
+    "AnalysisError",
+    "coverage",
+    "dominates",
+    "eligible",
+    "from_study",
+    "front_mask",
+    "hypervolume",
+    "hypervolume_history",
+    "load",
+    "open_study",
+    "param_importances",
+    "pareto_front",
+    "plot_effects",
+    "plot_fronts",
+    "plot_hypervolume",
+    "reference_point",
+    "write_report",
+]

@@ -1,0 +1,172 @@
+"""Matplotlib figures of a trial table (see ``load``): fronts, hypervolume over trials, and the
+effect of the spec's dimensions. Each function draws on a given Axes/Figure or makes one, and
+returns it; nothing is shown or saved here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from dynsweep.analysis.pareto import (
+    AnalysisError,
+    Objectives,
+    eligible,
+    hypervolume_history,
+    objectives_of,
+    pareto_front,
+)
+
+EFFECT_FIELDS = ("num_bases", "reduction", "stages", "roles", "mode", "predictor_scope", "dynamic_width", "width_mult")
+"""Spec fields shown by plot_effects when they vary, in this order: bases, reduction, placement first."""
+
+KIND_MARKERS = {"dy": "*", "fix": "D", "baseline": "s"}
+
+
+def axes_objectives(frame: pd.DataFrame, objectives: Objectives | None = None) -> tuple[str, str]:
+    """(x, y): the cost to put on a log axis (macs if it is an objective) and the accuracy."""
+    objectives = objectives_of(frame, objectives)
+    minimized = [n for n, d in objectives.items() if d == "minimize"]
+    maximized = [n for n, d in objectives.items() if d == "maximize"]
+    if not minimized or not maximized:
+        raise AnalysisError(
+            f"objectives: a front plot needs one maximized and one minimized objective, got {dict(objectives)}"
+        )
+    return ("macs" if "macs" in minimized else minimized[0]), maximized[0]
+
+
+def arch_colors(frame: pd.DataFrame) -> dict[str, tuple]:
+    """One colour per architecture, stable for a given set of names."""
+    names = sorted(str(a) for a in frame["arch"].dropna().unique())
+    cycle = plt.get_cmap("tab10")
+    return {name: cycle(i % 10) for i, name in enumerate(names)}
+
+
+def plot_fronts(
+    frame: pd.DataFrame, objectives: Objectives | None = None, ax: Axes | None = None, by: str = "arch"
+) -> Axes:
+    """Accuracy against cost (log axis): every finished trial, each ``by`` group's front as a step
+    line in its colour, warm-start presets and static baselines marked and labelled."""
+    objectives = objectives_of(frame, objectives)
+    x, y = axes_objectives(frame, objectives)
+    ax = ax or plt.figure(figsize=(7, 4.5)).gca()
+    colors = arch_colors(frame) if by == "arch" else {}
+    done = frame[eligible(frame, objectives)]
+    for name, group in done.groupby(by, sort=True):
+        color = colors.get(str(name))
+        ax.scatter(group[x], group[y], s=16, alpha=0.35, color=color, label=f"{name} trials")
+        front = pareto_front(group, objectives)
+        xs, ys = front.sort_values(x)[x].to_numpy(), front.sort_values(x)[y].to_numpy()
+        ax.step(xs, ys, where="post", color=color, linewidth=1.8, label=f"{name} front")
+        ax.scatter(xs, ys, s=26, color=color, edgecolor="black", linewidth=0.5, zorder=3)
+    marked = done[done["kind"].isin(list(KIND_MARKERS))] if "kind" in done.columns else done.iloc[:0]
+    for kind, group in marked.groupby("kind"):
+        ax.scatter(
+            group[x], group[y], marker=KIND_MARKERS[kind], s=90, facecolor="none", edgecolor="black",
+            linewidth=1.0, zorder=4, label={"dy": "Dy presets", "fix": "Fix presets", "baseline": "static baselines"}[kind],
+        )
+        for _, row in group.iterrows():
+            ax.annotate(str(row["label"]), (row[x], row[y]), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    if len(done):
+        ax.set_xscale("log")
+    else:
+        ax.text(0.5, 0.5, "no finished trials yet", transform=ax.transAxes, ha="center", va="center")
+    ax.set_xlabel(f"{x} (log scale)")
+    ax.set_ylabel(y)
+    title = frame.attrs.get("study")
+    ax.set_title(f"{title}: Pareto fronts" if title else "Pareto fronts")
+    ax.grid(True, which="both", alpha=0.3)
+    if len(done):
+        ax.legend(fontsize=7, loc="lower right")
+    return ax
+
+
+def plot_hypervolume(
+    frame: pd.DataFrame,
+    reference_point: Mapping[str, float],
+    objectives: Objectives | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Hypervolume of the trials so far against the trial number, with the reference point named."""
+    history = hypervolume_history(frame, reference_point, objectives)
+    ax = ax or plt.figure(figsize=(6, 3.5)).gca()
+    ax.step(history["number"], history["hypervolume"], where="post", label="hypervolume")
+    reference = ", ".join(f"{k}={v:g}" for k, v in reference_point.items())
+    ax.set_xlabel("trial number")
+    ax.set_ylabel("hypervolume")
+    ax.set_title(f"hypervolume over trials (reference {reference})", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    return ax
+
+
+def effect_fields(frame: pd.DataFrame) -> list[str]:
+    """Spec fields that take more than one value among the finished trials."""
+    done = frame[eligible(frame)]
+    return [f for f in EFFECT_FIELDS if f in done.columns and done[f].astype(str).nunique() > 1]
+
+
+def plot_effects(
+    frame: pd.DataFrame,
+    fields: Sequence[str] | None = None,
+    importances: pd.DataFrame | None = None,
+    objectives: Objectives | None = None,
+) -> Figure:
+    """Accuracy and cost of the finished trials per value of each spec field, a colour per
+    architecture; with ``importances`` (see ``param_importances``) a last column of bar charts."""
+    objectives = objectives_of(frame, objectives)
+    x, y = axes_objectives(frame, objectives)
+    fields = list(fields) if fields is not None else effect_fields(frame)
+    done = frame[eligible(frame, objectives)]
+    extra = importances is not None and len(importances) > 0
+    columns = max(len(fields) + extra, 1)
+    figure, axes = plt.subplots(2, columns, figsize=(3.2 * columns, 6), squeeze=False)
+    colors = arch_colors(frame)
+    jitter = np.random.default_rng(0)
+    for column, field in enumerate(fields):
+        values = sorted(done[field].astype(str).unique(), key=_natural)
+        for row, objective in enumerate((y, x)):
+            ax = axes[row][column]
+            for arch, group in done.groupby("arch", sort=True):
+                positions = [values.index(v) for v in group[field].astype(str)]
+                offsets = jitter.uniform(-0.15, 0.15, len(positions))
+                ax.scatter(np.add(positions, offsets), group[objective], s=14, alpha=0.7, color=colors[str(arch)], label=str(arch))
+            ax.set_xticks(range(len(values)), values, rotation=30, fontsize=7)
+            ax.set_xlabel(field)
+            ax.set_ylabel(objective)
+            if objective == x:
+                ax.set_yscale("log")
+            ax.grid(True, alpha=0.3)
+    if extra:
+        for row, objective in enumerate((y, x)):
+            ax = axes[row][columns - 1]
+            table = importances[importances["objective"] == objective]
+            table = table.pivot_table(index="param", columns="arch", values="importance", fill_value=0.0)
+            table.plot.barh(ax=ax, color=[colors.get(str(a)) for a in table.columns], legend=False)
+            ax.set_xlabel(f"importance for {objective}")
+            ax.set_ylabel("")
+    if not fields:
+        axes[0][0].text(0.5, 0.5, "no spec field varies among finished trials", ha="center", va="center")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    if unique:
+        figure.legend(unique.values(), unique.keys(), loc="upper right", fontsize=8)
+    title = frame.attrs.get("study")
+    figure.suptitle(f"{title}: effect of the spec" if title else "effect of the spec")
+    figure.tight_layout()
+    return figure
+
+
+def _natural(value: str) -> tuple:
+    """Numbers by value, then JSON lists by length (placements: [] < [3] < [2, 3]), then text."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return (2, 0, value)
+    if isinstance(parsed, (int, float)):
+        return (0, parsed, value)
+    return (1, len(parsed) if isinstance(parsed, list) else 0, value)

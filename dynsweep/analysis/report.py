@@ -1,0 +1,132 @@
+"""``dynsweep sweep pareto``: the figures (PNG and SVG), the front as CSV and a Markdown table of a
+study, written from whatever has finished (a running study is read, never changed, except that
+its hypervolume reference point is fixed on first use)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import optuna
+import pandas as pd
+
+from dynsweep.analysis.figures import plot_effects, plot_fronts, plot_hypervolume
+from dynsweep.analysis.pareto import AnalysisError, coverage, dominates, eligible, hypervolume, pareto_front
+from dynsweep.analysis.study import from_study, open_study, param_importances, reference_point
+
+TABLE_COLUMNS = ["number", "label", "arch", "kind", "num_bases", "reduction", "stages", "mode", "width_mult", "dynamic_width"]
+
+
+def write_report(study: optuna.Study, out: str | Path) -> dict[str, Path]:
+    """Write fronts/hypervolume/effects figures, front.csv, trials.csv and front.md into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    frame = from_study(study)
+    objectives = frame.attrs["objectives"]
+    finished = int(eligible(frame).sum())
+    reference = reference_point(study, frame) if finished else None
+    written: dict[str, Path] = {}
+
+    def save(figure: plt.Figure, name: str) -> None:
+        for suffix in ("png", "svg"):
+            path = out / f"{name}.{suffix}"
+            figure.savefig(path, dpi=150, bbox_inches="tight")
+            written[f"{name}.{suffix}"] = path
+        plt.close(figure)
+
+    save(plot_fronts(frame).figure, "fronts")
+    if reference is not None:
+        save(plot_hypervolume(frame, reference).figure, "hypervolume")
+        importances = _importances(study, frame)
+        save(plot_effects(frame, importances=importances), "effects")
+
+    front = pareto_front(frame, by="arch")
+    columns = _columns(frame, objectives)
+    front[columns + ["on_front", "seed", "dir"]].to_csv(out / "front.csv", index=False)
+    frame.drop(columns=["curve"]).to_csv(out / "trials.csv", index=False)
+    (out / "front.md").write_text(markdown(frame, reference))
+    written.update({name: out / name for name in ("front.csv", "trials.csv", "front.md")})
+    return written
+
+
+def _importances(study: optuna.Study, frame: pd.DataFrame) -> pd.DataFrame | None:
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return param_importances(study, frame)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _columns(frame: pd.DataFrame, objectives: dict[str, str]) -> list[str]:
+    names = list(objectives) + [c for c in ("macs", "params") if c not in objectives]
+    return TABLE_COLUMNS[:4] + names + TABLE_COLUMNS[4:]
+
+
+def markdown(frame: pd.DataFrame, reference: dict[str, float] | None) -> str:
+    """The study in Markdown: trial counts, the overall front, each architecture's front with its
+    hypervolume, and dynamic against static trials where an architecture has both."""
+    objectives = frame.attrs["objectives"]
+    columns = _columns(frame, objectives)
+    states = frame["state"].value_counts().sort_index()
+    counts = ", ".join(f"{count} {state}" for state, count in states.items()) or "none yet"
+    lines = [f"# {frame.attrs.get('study', 'study')}: Pareto front", "", f"{len(frame)} trials: {counts}."]
+    if reference is None:
+        return "\n".join(lines + ["", "No finished feasible trial yet."]) + "\n"
+    point = ", ".join(f"{k} = {v:g}" for k, v in reference.items())
+    lines += [f"Hypervolume reference point: {point}.", ""]
+    lines += ["## Front over all architectures", "", _table(pareto_front(frame)[columns]), ""]
+    lines += ["## Front of each architecture", ""]
+    summary = []
+    for arch, group in frame.groupby("arch", sort=True):
+        front = pareto_front(group, objectives)
+        if not len(front):
+            continue
+        lines += [f"### {arch}", "", _table(front[columns]), ""]
+        row = {"arch": arch, "finished": int(eligible(group).sum()), "on front": len(front)}
+        row["hypervolume"] = f"{hypervolume(group, reference):.4g}"
+        dynamic, static = group[group["dynamic"] == True], group[group["dynamic"] == False]  # noqa: E712
+        if eligible(dynamic).any() and eligible(static).any():
+            dynamic, static = pareto_front(dynamic, objectives), pareto_front(static, objectives)
+            row["C(dynamic, static)"] = f"{coverage(dynamic, static):.2f}"
+            row["C(static, dynamic)"] = f"{coverage(static, dynamic):.2f}"
+            row["dynamic front dominates"] = "yes" if dominates(dynamic, static) else "no"
+        summary.append(row)
+    lines[lines.index("## Front of each architecture") + 2 : lines.index("## Front of each architecture") + 2] = [
+        _table(pd.DataFrame(summary).fillna("")),
+        "",
+        "C(A, B): the fraction of front B's trials that some trial of front A is at least as good as on every objective.",
+        "",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _table(frame: pd.DataFrame) -> str:
+    """Markdown with costs in millions (MMACs, M params) and accuracies to four places."""
+    shown = frame.copy()
+    for column, unit in (("macs", "MMACs"), ("params", "M params")):
+        if column in shown.columns:
+            shown[column] = shown[column] / 1e6
+            shown = shown.rename(columns={column: unit})
+    return shown.to_markdown(index=False, floatfmt=".4f")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``dynsweep sweep pareto``: locate the study as the other sweep commands do, write, list."""
+    from dynsweep.sweep.cli import locate
+    from dynsweep.sweep.driver import SweepError
+
+    plt.switch_backend("Agg")  # files only: never open a window
+    try:
+        url, name = locate(args)
+        study = open_study(url, name)
+        out = Path(args.out) if args.out else Path(args.runs_dir) / name / "pareto"
+        written = write_report(study, out)
+    except (AnalysisError, SweepError) as error:
+        print(f"dynsweep sweep pareto: {error}", file=sys.stderr)
+        return 1
+    print((out / "front.md").read_text())
+    print(f"wrote {', '.join(sorted(written))} to {out}")
+    return 0
