@@ -3,7 +3,9 @@
 A spec names the architectures and, per architecture, the search space over DynamicSpec fields
 (``choices`` or a ``low``/``high`` range, optionally ``step``/``log``), fixed spec fields
 (``base``) and training overrides; the objectives, constraints, sampler, a study-wide trial
-budget and timeout, training settings, data, seed, storage and early stopping. Every error is a
+budget and timeout, training settings, data, seed, storage, early stopping, warm-start presets
+and the hypervolume reference point (one value per objective; stored in the study and read by
+dynsweep.analysis, so studies given the same point compare). Every error is a
 :class:`SweepConfigError` whose message starts with the file and the field, and lists the
 allowed values where there is a list.
 """
@@ -114,6 +116,7 @@ class SweepConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     pruning: Pruning = field(default_factory=Pruning)
     warm_start: list[str] = field(default_factory=list)
+    reference_point: dict[str, float] | None = None
     source: str = "<dict>"
 
     def architecture(self, model: str) -> Architecture:
@@ -232,6 +235,7 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
         "storage",
         "pruning",
         "warm_start",
+        "reference_point",
     }
     _check_keys(source, raw, top)
     name = raw.get("name") or Path(source).stem
@@ -258,6 +262,19 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
             raise _fail(f"{source}: objectives", f"unknown objective {o!r}; allowed: {', '.join(OBJECTIVES)}")
     if objectives[0] != "val_acc1":
         raise _fail(f"{source}: objectives", "the first objective must be val_acc1 (maximised)")
+
+    reference_point = raw.get("reference_point")
+    if reference_point is not None:
+        reference_point = _mapping(f"{source}: reference_point", reference_point)
+        if set(reference_point) != set(objectives):
+            raise _fail(
+                f"{source}: reference_point",
+                f"needs exactly one value per objective ({', '.join(objectives)}), got {sorted(reference_point)}",
+            )
+        for key, value in reference_point.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise _fail(f"{source}: reference_point.{key}", f"must be a number, got {value!r}")
+        reference_point = {k: float(reference_point[k]) for k in objectives}
 
     constraints = _mapping(f"{source}: constraints", raw.get("constraints") or {})
     _check_keys(f"{source}: constraints", constraints, ("max_macs", "max_params"))
@@ -340,6 +357,7 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
         storage,
         pruning,
         list(warm_start),
+        reference_point,
         source,
     )
 

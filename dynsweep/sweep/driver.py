@@ -108,6 +108,8 @@ def open_study(
     raw = config.to_dict()
     if stored is None:
         study.set_user_attr("sweep_config", raw)
+    if config.reference_point is not None and "reference_point" not in study.user_attrs:
+        study.set_user_attr("reference_point", config.reference_point)  # read by dynsweep.analysis
     if n_trials is not None or "n_trials" not in study.user_attrs:
         study.set_user_attr("n_trials", n_trials if n_trials is not None else config.n_trials)
     for preset in config.warm_start:
@@ -147,6 +149,7 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
         "storage": values["storage"],
         "pruning": values["pruning"],
         "warm_start": values["warm_start"],
+        "reference_point": values.get("reference_point"),
     }
     return parse_config(spec, source)
 
