@@ -1,0 +1,97 @@
+"""Hand-made studies with the user attributes ``dynsweep sweep`` writes (dynsweep.sweep.trial),
+for the analysis tests and the notebooks' test."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Any
+
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState, create_trial
+
+SPACE = {"num_bases": [1, 2, 4], "stages": [[], [3], [2, 3]]}
+ARCHS = ["mobilenet_v2", "resnet18"]
+
+
+def trial(
+    arch: str,
+    acc: float | None,
+    macs: float,
+    state: TrialState = TrialState.COMPLETE,
+    num_bases: int = 4,
+    stages: list[int] | None = None,
+    preset: str | None = None,
+    infeasible: str | None = None,
+    params: float = 1e5,
+) -> dict[str, Any]:
+    return dict(
+        arch=arch, acc=acc, macs=macs, state=state, num_bases=num_bases, stages=[3] if stages is None else stages,
+        preset=preset, infeasible=infeasible, params=params,
+    )
+
+
+def add_trials(study: optuna.Study, trials: list[dict[str, Any]], multi_arch: bool = True) -> None:
+    """Add trials as run_trial records them: params per arch, cost and spec in user attributes."""
+    for number, t in enumerate(trials, start=len(study.trials)):
+        spec = {"width_mult": 0.125, "num_bases": t["num_bases"], "stages": t["stages"]}
+        attrs: dict[str, Any] = {
+            "model": t["arch"],
+            "seed": 1000 + number,
+            "macs": int(t["macs"]),
+            "params": int(t["params"]),
+            "dir": f"/runs/study/trial_{number:04d}",
+            "child_params": {"model": t["arch"], "preset": t["preset"], "spec": spec, "seed": 1000 + number},
+        }
+        params: dict[str, Any] = {}
+        distributions: dict[str, Any] = {}
+        if multi_arch:
+            params["arch"], distributions["arch"] = t["arch"], CategoricalDistribution(ARCHS)
+        if t["preset"]:
+            attrs["preset"] = t["preset"]
+        else:
+            for name, choices in SPACE.items():
+                encoded = [c if isinstance(c, int) else json.dumps(c) for c in choices]
+                value = t[name] if isinstance(t[name], int) else json.dumps(t[name])
+                params[f"{t['arch']}.{name}"] = value
+                distributions[f"{t['arch']}.{name}"] = CategoricalDistribution(encoded)
+        if t["infeasible"]:
+            attrs["infeasible"] = t["infeasible"]
+        values = None
+        if t["state"] == TrialState.COMPLETE:
+            values = [t["acc"], float(t["macs"])]
+            attrs["curve"] = [t["acc"] * 0.9, t["acc"]]
+        study.add_trial(
+            create_trial(state=t["state"], values=values, params=params, distributions=distributions, user_attrs=attrs)
+        )
+
+
+def make_study(storage: str | None, name: str, trials: list[dict[str, Any]], **attrs: Any) -> optuna.Study:
+    study = optuna.create_study(storage=storage, study_name=name, directions=["maximize", "minimize"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["val_acc1", "macs"])
+    for key, value in attrs.items():
+        study.set_user_attr(key, value)
+    add_trials(study, trials)
+    return study
+
+
+def two_architectures() -> list[dict[str, Any]]:
+    """resnet18 and mobilenet_v2, dynamic and static, with a tie, an infeasible, a failed, a pruned
+    and a running trial; mobilenet_v2 is dominated by resnet18 at higher cost only."""
+    return [
+        trial("resnet18", 0.90, 4e6, preset="resnet18", stages=[]),
+        trial("resnet18", 0.93, 3e6, num_bases=4),
+        trial("resnet18", 0.93, 3e6, num_bases=2),  # a tie: both on the front
+        trial("resnet18", 0.88, 2e6, num_bases=2, stages=[]),
+        trial("resnet18", 0.85, 2.5e6, num_bases=1, stages=[]),  # dominated
+        trial("resnet18", None, 9e6, state=TrialState.PRUNED, infeasible="MACs 9,000,000 over the budget 8,000,000"),
+        trial("resnet18", None, 1e6, state=TrialState.FAIL),
+        trial("mobilenet_v2", 0.86, 1e6, num_bases=4, stages=[3]),
+        trial("mobilenet_v2", 0.80, 0.5e6, num_bases=2, stages=[]),
+        trial("mobilenet_v2", 0.84, 1.5e6, num_bases=1, stages=[]),  # dominated within mobilenet_v2
+        trial("mobilenet_v2", 0.91, 3.5e6, preset="dy_mobilenet_v2", stages=[2, 3]),  # dominated by resnet18's tie
+        trial("mobilenet_v2", None, 2e6, state=TrialState.RUNNING),
+    ]
