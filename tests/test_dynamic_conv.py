@@ -71,6 +71,47 @@ def test_strategy_matches_reference(config: dict, strategy: str) -> None:
     torch.testing.assert_close(layer(x), expected, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("config", CONFIGS, ids=[f"cfg{i}" for i in range(len(CONFIGS))])
+@pytest.mark.parametrize("context", [torch.inference_mode, torch.no_grad])
+def test_batch_one_inference_matches_reference(config: dict, context) -> None:
+    """The batch-1 inference fast path (no autograd), in both memory layouts."""
+    torch.manual_seed(0)
+    layer = DynamicConv2d(**config).double().eval()
+    x = torch.randn(1, config["in_channels"], 13, 11, dtype=torch.float64)
+    expected = reference_forward(layer, x, layer.coefficients(x))
+    with context():
+        torch.testing.assert_close(layer(x), expected, rtol=1e-10, atol=1e-10)
+        y = layer(x.to(memory_format=torch.channels_last))
+        torch.testing.assert_close(y, expected, rtol=1e-10, atol=1e-10)
+        eta = torch.rand(1, layer.out_channels, layer.num_bases, dtype=torch.float64)
+        torch.testing.assert_close(layer(x, eta), reference_forward(layer, x, eta), rtol=1e-10, atol=1e-10)
+
+
+def test_batch_one_inference_with_output_bias_in_float32() -> None:
+    torch.manual_seed(1)
+    for kernel, groups in ((1, 1), (3, 1), (3, 8)):
+        layer = DynamicConv2d(8, 8, kernel, padding=kernel // 2, groups=groups, bias=True).eval()
+        layer.output_bias = nn.Parameter(torch.randn(8))
+        x = torch.randn(1, 8, 9, 9)
+        expected = layer(x)  # autograd on: the general path
+        with torch.inference_mode():
+            torch.testing.assert_close(layer(x), expected)
+            torch.testing.assert_close(layer(x.to(memory_format=torch.channels_last)), expected)
+
+
+def test_channels_last_module_conversion() -> None:
+    """``Module.to(memory_format=channels_last)`` leaves the 5-D bases as they are."""
+    torch.manual_seed(2)
+    model = nn.Sequential(DynamicConv2d(4, 8, 3, padding=1), nn.ReLU(), DynamicConv2d(8, 8, 1, bias=True)).eval()
+    x = torch.randn(2, 4, 7, 7)
+    expected = model(x)
+    model.to(memory_format=torch.channels_last)
+    assert model[0].weight.shape == (8, 4, 4, 3, 3) and model[0].weight.is_contiguous()
+    torch.testing.assert_close(model(x.to(memory_format=torch.channels_last)), expected)
+    model.double()
+    assert model[0].weight.dtype == torch.float64 and isinstance(model[0].weight, nn.Parameter)
+
+
 @pytest.mark.parametrize("config", CONFIGS[:12], ids=[f"cfg{i}" for i in range(12)])
 def test_gradients_equal_across_strategies(config: dict) -> None:
     torch.manual_seed(1)

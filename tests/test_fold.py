@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from dynsweep.models import build_model
 from dynsweep.nn import COEFFICIENT_MODES, CoefficientPredictor, DynamicConv2d, fold_batchnorm
 
 
@@ -47,6 +48,19 @@ def test_folded_model_is_exact(mode: str) -> None:
         torch.testing.assert_close(folded(x), model(x))
         assert folded(x[:1]).shape == (1, 12, 10, 10)
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()), "the original stays untouched"
+
+
+@pytest.mark.parametrize("preset", ["dy_mobilenet_v2", "dy_resnet18", "dy_shufflenet_v2"])
+def test_folded_channels_last_preset_at_batch_one(preset: str) -> None:
+    """The benchmarked inference form (folded, channels-last, batch 1) equals the eval model."""
+    torch.manual_seed(0)
+    model = build_model(preset).eval()
+    x = torch.randn(1, 3, 64, 64)
+    expected = model(x).detach()  # autograd on: the general path
+    folded = fold_batchnorm(model).to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x.to(memory_format=torch.channels_last)), expected, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(fold_batchnorm(model)(x), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_shared_conv_output_is_not_folded() -> None:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dynsweep.nn.predictor import CoefficientPredictor, autocast_disabled, check_mode
+from dynsweep.nn.predictor import CoefficientPredictor, autocast_disabled, check_mode, plain_inference
 
 STRATEGIES = ("auto", "feature", "grouped", "matmul")
 # Kernels with at least this many weights per output channel are fused by batched matmul.
@@ -270,9 +270,25 @@ class DynamicConv2d(nn.Module):
                 f"(batch, out_channels, num_bases), got {list(coefficients.shape)}"
             )
 
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> DynamicConv2d:
+        # Module.to(memory_format=...) converts every 4-D and 5-D tensor, and the 5-D bases have
+        # no channels-last layout: hand them over as [out, K, rest], so device and dtype apply.
+        def convert(t: Tensor) -> Tensor:
+            return fn(t.flatten(2)).unflatten(2, t.shape[2:]) if t.dim() == 5 else fn(t)
+
+        return super()._apply(convert, recurse)
+
     def forward(self, x: Tensor, coefficients: Tensor | None = None) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"input must be [batch, {self.in_channels}, H, W], got {list(x.shape)}")
+        if (
+            x.shape[0] == 1
+            and self._strategy == "auto"
+            and x.dtype == self.weight.dtype
+            and x.dtype in (torch.float32, torch.float64)
+            and plain_inference(x)
+        ):
+            return self._forward_single(x, coefficients)
         if coefficients is None:
             coefficients = self.coefficients(x)
         self._check_coefficients(coefficients)
@@ -288,6 +304,31 @@ class DynamicConv2d(nn.Module):
         if strategy == "grouped":
             return self._forward_grouped(x, coefficients)
         return self._forward_matmul(x, coefficients)
+
+    def _forward_single(self, x: Tensor, coefficients: Tensor | None) -> Tensor:
+        """Batch-1 inference without autograd: the ``"grouped"``/``"matmul"`` result in fewest ops.
+
+        One ``bmm`` fuses the kernel, then one convolution (or one matrix product for 1x1): at
+        batch 1 the per-op dispatch, not the arithmetic, dominates small layers.
+        """
+        if coefficients is None:
+            coefficients = self.coefficients(x)
+        self._check_coefficients(coefficients)
+        if coefficients.shape[0] != 1:
+            raise ValueError(f"coefficients batch {coefficients.shape[0]} does not match input batch 1")
+        out, bases = self.out_channels, self.num_bases
+        coefficients = coefficients.to(x.dtype).reshape(out, 1, bases)
+        weight = torch.bmm(coefficients, self.weight.reshape(out, bases, -1)).view(out, -1)
+        bias = self.output_bias
+        if self.bias is not None:
+            fused = torch.bmm(coefficients, self.bias.view(out, bases, 1)).view(out)
+            bias = fused if bias is None else fused.add_(bias)
+        if self._explicit_pad is not None:
+            x = F.pad(x, self._explicit_pad)
+        if self.kernel_size == (1, 1) and self.padding == (0, 0) and self.groups == 1:
+            return _pointwise_single(x, weight, bias, self.stride)
+        weight = weight.view(out, self.in_channels // self.groups, *self.kernel_size)
+        return self._conv(x, weight, self.groups, bias)
 
     def _conv(self, x: Tensor, weight: Tensor, groups: int, bias: Tensor | None = None) -> Tensor:
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
@@ -361,6 +402,26 @@ class DynamicConv2d(nn.Module):
         if self.strategy != "auto":
             text += f", strategy={self.strategy!r}"
         return text
+
+
+def _pointwise_single(x: Tensor, weight: Tensor, bias: Tensor | None, stride: tuple[int, int]) -> Tensor:
+    """A 1x1 convolution of one sample ``[1, C, H, W]`` as one matrix product, in ``x``'s layout.
+
+    Contiguous input: ``weight @ x[C, HW]``; channels-last input: ``x[HW, C] @ weight^T``, whose
+    result is already the channels-last output. Neither copies the input (unless strided).
+    """
+    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    if stride != (1, 1):
+        x = x[:, :, :: stride[0], :: stride[1]]
+    _, channels, height, width = x.shape
+    out = weight.shape[0]
+    if channels_last:
+        rows = x.permute(0, 2, 3, 1).reshape(height * width, channels)
+        y = torch.mm(rows, weight.t()) if bias is None else torch.addmm(bias, rows, weight.t())
+        return y.view(1, height, width, out).permute(0, 3, 1, 2)
+    columns = x.reshape(channels, height * width)
+    y = torch.mm(weight, columns) if bias is None else torch.addmm(bias[:, None], weight, columns)
+    return y.view(1, out, height, width)
 
 
 def choose_strategy(layer: DynamicConv2d, x: Tensor) -> str:

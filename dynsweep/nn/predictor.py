@@ -28,6 +28,18 @@ def autocast_disabled(device_type: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+def plain_inference(x: Tensor) -> bool:
+    """True where no autograd, autocast or graph capture is active: eager inference may skip them.
+
+    The batch-1 fast paths key on this; any other call takes the general, differentiable path.
+    """
+    return (
+        not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+        and not (torch.amp.is_autocast_available(x.device.type) and torch.is_autocast_enabled(x.device.type))
+    )
+
+
 def check_mode(mode: str) -> str:
     """Return ``mode`` if it is a known coefficient mode, else raise a ValueError naming them."""
     if mode not in COEFFICIENT_MODES:
@@ -111,19 +123,34 @@ class CoefficientPredictor(nn.Module):
         self.temperature.fill_(float(temperature))
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        # Coefficients steer every kernel of the layer: compute them in float32 under autocast.
-        with autocast_disabled(x.device.type):
-            pooled = x.mean(dim=(2, 3))
-            dtype = torch.promote_types(pooled.dtype, self.output_layer.weight.dtype)
-            logits = self.fc(pooled.to(dtype))
-            if self.mode != "dyconv":  # one sigmoid for every served layer
-                logits = torch.sigmoid(logits)
-            if len(self.layer_outputs) == 1:
-                return [self._arrange(logits, *self.layer_outputs[0])]
-            return [
-                self._arrange(z, *shape)
-                for shape, z in zip(self.layer_outputs, logits.split(self.split_sizes, dim=1))
-            ]
+        if x.shape[0] == 1 and x.dtype == self.output_layer.weight.dtype and plain_inference(x):
+            logits = self._single_logits(x)
+        else:
+            # Coefficients steer every kernel of the layer: compute them in float32 under autocast.
+            with autocast_disabled(x.device.type):
+                pooled = x.mean(dim=(2, 3))
+                dtype = torch.promote_types(pooled.dtype, self.output_layer.weight.dtype)
+                logits = self.fc(pooled.to(dtype))
+                if self.mode != "dyconv":  # one sigmoid for every served layer
+                    logits = torch.sigmoid(logits)
+        if len(self.layer_outputs) == 1:
+            return [self._arrange(logits, *self.layer_outputs[0])]
+        return [
+            self._arrange(z, *shape) for shape, z in zip(self.layer_outputs, logits.split(self.split_sizes, dim=1))
+        ]
+
+    def _single_logits(self, x: Tensor) -> Tensor:
+        """Activated logits ``[1, total]`` of one sample, as matrix-vector products with in-place
+        activations: at batch 1 the predictor's cost is its number of eager ops."""
+        v = x.mean(dim=(2, 3))[0]
+        if isinstance(self.fc, nn.Linear):
+            z = torch.addmv(self.fc.bias, self.fc.weight, v)
+        else:
+            first, _, last = self.fc
+            z = torch.addmv(last.bias, last.weight, torch.addmv(first.bias, first.weight, v).relu_())
+        if self.mode != "dyconv":
+            z = z.sigmoid_()
+        return z[None]
 
     def _arrange(self, z: Tensor, out_channels: int, num_bases: int) -> Tensor:
         """One layer's activated coefficients as ``[B, out_channels, num_bases]``."""
