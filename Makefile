@@ -30,13 +30,14 @@ BENCH_ENV ?= MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
 bench: $(STAMP)
 	$(BENCH_ENV) $(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
-# The README's main command: the quickstart sweep on the embedded digits, then its Pareto table.
+# The README's main command: the quickstart sweep on the embedded digits, then its Pareto tables
+# and figures (runs/quickstart/pareto/).
 SWEEP_SPEC ?= sweeps/quickstart.yaml
 SWEEP_ARGS ?=
 
 sweep: $(STAMP)
 	$(BIN)/dynsweep sweep run $(SWEEP_SPEC) --no-table $(SWEEP_ARGS)
-	$(BIN)/dynsweep sweep status $(SWEEP_SPEC)
+	$(BIN)/dynsweep sweep pareto $(SWEEP_SPEC)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from dynsweep import analysis
 from dynsweep.sweep import SweepConfigError, load_config
 from dynsweep.sweep.pruning import should_stop
 
@@ -93,6 +94,8 @@ def fresh_name() -> str:
         ),
         ({"architectures": [{"model": "resnet18", "base": {"mode": "foo"}}]}, "base: DynamicSpec.mode"),
         ({"objectives": ["val_acc1", "flops"]}, "unknown objective 'flops'; allowed: val_acc1, macs, params"),
+        ({"reference_point": {"val_acc1": 0.0}}, "reference_point: needs exactly one value per objective"),
+        ({"reference_point": {"val_acc1": 0.0, "macs": "big"}}, "reference_point.macs: must be a number"),
         ({"sampler": "cmaes"}, "unknown sampler 'cmaes'; allowed: nsga2, tpe, gp, random"),
         ({"budget": {"n_trials": 0}}, "budget.n_trials: must be a positive integer"),
         (
@@ -189,6 +192,15 @@ def test_quickstart_end_to_end_short(tmp_path):
     assert status.returncode == 0 and "3/3 trials done" in status.stdout
     export = dynsweep("export", str(path), "-o", "trials.csv", cwd=tmp_path)
     assert export.returncode == 0 and (tmp_path / "trials.csv").read_text().count("\n") == 4
+
+    # The analysis reads the real study: warm-start presets labelled, fronts as Optuna's.
+    pareto = dynsweep("pareto", str(path), "--out", "figures", cwd=tmp_path)
+    assert pareto.returncode == 0, pareto.stderr[-2000:]
+    assert {"fronts.png", "fronts.svg", "front.csv", "front.md"} <= {p.name for p in (tmp_path / "figures").iterdir()}
+    frame = analysis.load(url, "quickstart")
+    assert set(frame.loc[frame["on_front"], "number"]) == {t.number for t in study.best_trials}
+    assert {("resnet18", "baseline"), ("dy_resnet18", "dy")} <= set(zip(frame["label"], frame["kind"]))
+    assert frame["curve"].map(len).tolist() == [1, 1, 1] and frame["seed"].nunique() == 3
 
     # Replay retrains one trial from its recorded params and seed: the same accuracy on CPU.
     replay = dynsweep(
@@ -290,3 +302,12 @@ def test_kill_9_of_a_worker_then_run_again_completes(tmp_path):
     assert retried[0].user_attrs["seed"] == json.loads(params.read_text())["seed"]
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
     optuna.delete_study(study_name=name, storage=POSTGRES)
+
+
+def test_reference_point_of_the_spec_is_stored_in_the_study(tmp_path):
+    from dynsweep.sweep import open_study
+
+    config = load_config(write(tmp_path, tiny_spec("ref", reference_point={"macs": 5e6, "val_acc1": 0.1})))
+    study = open_study(config, f"sqlite:///{tmp_path / 'ref.db'}")
+    assert study.user_attrs["reference_point"] == {"val_acc1": 0.1, "macs": 5e6}
+    assert analysis.reference_point(study) == {"val_acc1": 0.1, "macs": 5e6}
