@@ -291,6 +291,10 @@ def test_kill_9_of_a_worker_then_run_again_completes(tmp_path):
     assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
     study = optuna.load_study(study_name=name, storage=POSTGRES)
     assert study.trials[0].state == TrialState.RUNNING
+    # The analysis reads the study mid-sweep, its trial still RUNNING in the database.
+    during = dynsweep("pareto", "--storage", POSTGRES, "--study", name, "--out", "during", cwd=tmp_path)
+    assert during.returncode == 0, during.stderr[-2000:]
+    assert "1 trials: 1 RUNNING." in (tmp_path / "during" / "front.md").read_text()
 
     done = dynsweep("run", str(path), "--storage", POSTGRES, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -301,6 +305,8 @@ def test_kill_9_of_a_worker_then_run_again_completes(tmp_path):
     assert retried[0].params == trials[0].params
     assert retried[0].user_attrs["seed"] == json.loads(params.read_text())["seed"]
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+    after = analysis.load(POSTGRES, name)
+    assert after["state"].tolist() == ["FAIL", "COMPLETE", "COMPLETE"] and not after.loc[0, "on_front"]
     optuna.delete_study(study_name=name, storage=POSTGRES)
 
 
