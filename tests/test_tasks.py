@@ -94,14 +94,14 @@ def test_fit_learns_and_logs_metrics_and_cost(tmp_path):
     L.seed_everything(0)
     task = ClassificationTask("resnet18", SMALL, lr=0.05, warmup_epochs=0.05)
     logger = CSVLogger(tmp_path, name="run")
-    trainer(tmp_path, max_steps=40, logger=logger, val_check_interval=20, limit_val_batches=4).fit(
+    trainer(tmp_path, max_steps=60, logger=logger, val_check_interval=30, limit_val_batches=4).fit(
         task, digits()
     )
     rows = read_csv(f"{logger.log_dir}/metrics.csv")
     val = [r for r in rows if r.get("val_acc1")]
     assert len(val) == 2 and all(r["val_acc5"] for r in val)
-    # 40 steps on real digits: well above the 10% of chance (the val set is class-sorted, so
-    # 4 batches of 32 hold digits 0 to 2; acc5 sees them all).
+    # 60 steps on real digits (the val split is shuffled: 4 batches of 32 hold every digit):
+    # well above the 10% of chance.
     assert float(val[-1]["val_acc1"]) > 0.3 and float(val[-1]["val_acc5"]) > 0.6
     losses = [float(r["train_loss"]) for r in rows if r.get("train_loss")]
     assert losses[-1] < losses[0]
