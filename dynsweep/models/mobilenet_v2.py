@@ -38,6 +38,11 @@ STEM_CHANNELS = 32
 LAST_CHANNELS = 1280
 
 
+def _relu6() -> nn.Module:
+    """In place, as torchvision's: saves an allocation per activation at inference."""
+    return nn.ReLU6(inplace=True)
+
+
 class InvertedResidual(nn.Module):
     """[1x1 expand] -> 3x3 depthwise -> 1x1 linear projection, residual when shapes allow.
 
@@ -58,9 +63,9 @@ class InvertedResidual(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         if expand:
-            layers.append(b.conv_norm_act(inp, hidden, 1, activation=nn.ReLU6))
+            layers.append(b.conv_norm_act(inp, hidden, 1, activation=_relu6))
         layers += [
-            b.conv_norm_act(hidden, hidden, 3, stride, dilation, dw_groups, activation=nn.ReLU6),
+            b.conv_norm_act(hidden, hidden, 3, stride, dilation, dw_groups, activation=_relu6),
             b.conv(hidden, oup, 1),
             nn.BatchNorm2d(oup),
         ]
@@ -113,7 +118,7 @@ class MobileNetV2(nn.Module):
             ConvNormAct(
                 factory.stem_conv(in_channels, inp, 3, 1 if small_input else 2),
                 nn.BatchNorm2d(inp),
-                nn.ReLU6(),
+                nn.ReLU6(inplace=True),
             )
         ]
         dilation, current, shrink_stride = 1, 1 if small_input else 2, small_input
@@ -147,7 +152,9 @@ class MobileNetV2(nn.Module):
         self.features_only = features_only
         if not features_only:
             last = factory.fixed_channels(LAST_CHANNELS, max(1.0, spec.width_mult), "the last convolution")
-            features.append(ConvNormAct(factory.head_conv(inp, last), nn.BatchNorm2d(last), nn.ReLU6()))
+            features.append(
+                ConvNormAct(factory.head_conv(inp, last), nn.BatchNorm2d(last), nn.ReLU6(inplace=True))
+            )
             inp = last
         self.features = nn.Sequential(*features)
         self.out_channels = inp

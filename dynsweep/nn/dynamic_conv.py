@@ -284,7 +284,7 @@ class DynamicConv2d(nn.Module):
         if (
             x.shape[0] == 1
             and self._strategy == "auto"
-            and x.dtype == self.weight.dtype
+            and x.dtype == self._parameters["weight"].dtype
             and x.dtype in (torch.float32, torch.float64)
             and plain_inference(x)
         ):
@@ -309,26 +309,28 @@ class DynamicConv2d(nn.Module):
         """Batch-1 inference without autograd: the ``"grouped"``/``"matmul"`` result in fewest ops.
 
         One ``bmm`` fuses the kernel, then one convolution (or one matrix product for 1x1): at
-        batch 1 the per-op dispatch, not the arithmetic, dominates small layers.
+        batch 1 the per-op dispatch, not the arithmetic, dominates small layers. Parameters are
+        read from ``_parameters`` directly, skipping ``nn.Module.__getattr__``.
         """
+        out, bases = self.out_channels, self.num_bases
         if coefficients is None:
             coefficients = self.coefficients(x)
-        self._check_coefficients(coefficients)
-        if coefficients.shape[0] != 1:
+        if coefficients.shape != (1, out, bases):
+            self._check_coefficients(coefficients)
             raise ValueError(f"coefficients batch {coefficients.shape[0]} does not match input batch 1")
-        out, bases = self.out_channels, self.num_bases
+        params = self._parameters
         coefficients = coefficients.to(x.dtype).reshape(out, 1, bases)
-        weight = torch.bmm(coefficients, self.weight.reshape(out, bases, -1)).view(out, -1)
-        bias = self.output_bias
-        if self.bias is not None:
-            fused = torch.bmm(coefficients, self.bias.view(out, bases, 1)).view(out)
+        weight = torch.bmm(coefficients, params["weight"].reshape(out, bases, -1)).view(out, -1)
+        bias, base_bias = params.get("output_bias"), params.get("bias")
+        if base_bias is not None:
+            fused = torch.bmm(coefficients, base_bias.view(out, bases, 1)).view(out)
             bias = fused if bias is None else fused.add_(bias)
         if self._explicit_pad is not None:
             x = F.pad(x, self._explicit_pad)
         if self.kernel_size == (1, 1) and self.padding == (0, 0) and self.groups == 1:
             return _pointwise_single(x, weight, bias, self.stride)
         weight = weight.view(out, self.in_channels // self.groups, *self.kernel_size)
-        return self._conv(x, weight, self.groups, bias)
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
     def _conv(self, x: Tensor, weight: Tensor, groups: int, bias: Tensor | None = None) -> Tensor:
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)

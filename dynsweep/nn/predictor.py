@@ -33,11 +33,10 @@ def plain_inference(x: Tensor) -> bool:
 
     The batch-1 fast paths key on this; any other call takes the general, differentiable path.
     """
-    return (
-        not torch.is_grad_enabled()
-        and not torch.compiler.is_compiling()
-        and not (torch.amp.is_autocast_available(x.device.type) and torch.is_autocast_enabled(x.device.type))
-    )
+    if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return False
+    device = x.device.type
+    return not (torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device))
 
 
 def check_mode(mode: str) -> str:
@@ -142,12 +141,14 @@ class CoefficientPredictor(nn.Module):
     def _single_logits(self, x: Tensor) -> Tensor:
         """Activated logits ``[1, total]`` of one sample, as matrix-vector products with in-place
         activations: at batch 1 the predictor's cost is its number of eager ops."""
-        v = x.mean(dim=(2, 3))[0]
+        # The pooling's 1 / (H * W) rides on the first product's alpha.
+        total, scale = x.sum(dim=(2, 3))[0], 1.0 / (x.shape[2] * x.shape[3])
         if isinstance(self.fc, nn.Linear):
-            z = torch.addmv(self.fc.bias, self.fc.weight, v)
+            z = torch.addmv(self.fc.bias, self.fc.weight, total, alpha=scale)
         else:
             first, _, last = self.fc
-            z = torch.addmv(last.bias, last.weight, torch.addmv(first.bias, first.weight, v).relu_())
+            hidden = torch.addmv(first.bias, first.weight, total, alpha=scale).relu_()
+            z = torch.addmv(last.bias, last.weight, hidden)
         if self.mode != "dyconv":
             z = z.sigmoid_()
         return z[None]
