@@ -82,7 +82,7 @@ def plot_fronts(
     ax.set_title(f"{title}: Pareto fronts" if title else "Pareto fronts")
     ax.grid(True, which="both", alpha=0.3)
     if len(done):
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return ax
 
 

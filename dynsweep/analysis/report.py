@@ -95,7 +95,7 @@ def markdown(frame: pd.DataFrame, reference: dict[str, float] | None) -> str:
             row["dynamic front dominates"] = "yes" if dominates(dynamic, static) else "no"
         summary.append(row)
     lines[lines.index("## Front of each architecture") + 2 : lines.index("## Front of each architecture") + 2] = [
-        _table(pd.DataFrame(summary).fillna("")),
+        pd.DataFrame(summary).fillna("").to_markdown(index=False, disable_numparse=True),
         "",
         "C(A, B): the fraction of front B's trials that some trial of front A is at least as good as on every objective.",
         "",
