@@ -1,6 +1,10 @@
 """Matplotlib figures of a trial table (see ``load``): fronts, hypervolume over trials, and the
 effect of the spec's dimensions. Each function draws on a given Axes/Figure or makes one, and
-returns it; nothing is shown or saved here."""
+returns it; nothing is shown or saved here.
+
+Optuna's ``plot_pareto_front`` and ``plot_hypervolume_history`` draw one study's single front;
+these draw a front per architecture (or any grouping), on a log-cost axis, with presets labelled,
+from the same sort and hypervolume (dynsweep.analysis.pareto)."""
 
 from __future__ import annotations
 
