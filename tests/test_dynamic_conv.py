@@ -105,9 +105,15 @@ def test_channels_last_module_conversion() -> None:
     model = nn.Sequential(DynamicConv2d(4, 8, 3, padding=1), nn.ReLU(), DynamicConv2d(8, 8, 1, bias=True)).eval()
     x = torch.randn(2, 4, 7, 7)
     expected = model(x)
+    bases = model[0].weight.detach().clone()
     model.to(memory_format=torch.channels_last)
-    assert model[0].weight.shape == (8, 4, 4, 3, 3) and model[0].weight.is_contiguous()
-    torch.testing.assert_close(model(x.to(memory_format=torch.channels_last)), expected)
+    assert torch.equal(model[0].weight, bases), "same shape and values, only the layout changes"
+    assert model[0].weight.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
+    x_cl = x.to(memory_format=torch.channels_last)
+    torch.testing.assert_close(model(x_cl), expected)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x_cl[:1]), expected[:1])
+        torch.testing.assert_close(model(x[:1]), expected[:1])
     model.double()
     assert model[0].weight.dtype == torch.float64 and isinstance(model[0].weight, nn.Parameter)
 

@@ -272,9 +272,10 @@ class DynamicConv2d(nn.Module):
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> DynamicConv2d:
         # Module.to(memory_format=...) converts every 4-D and 5-D tensor, and the 5-D bases have
-        # no channels-last layout: hand them over as [out, K, rest], so device and dtype apply.
+        # no channels-last layout: hand them over as the 4-D kernels [out * K, in, kH, kW], so
+        # that each base takes the layout (channels-last: [kH, kW, in] innermost) of a static kernel.
         def convert(t: Tensor) -> Tensor:
-            return fn(t.flatten(2)).unflatten(2, t.shape[2:]) if t.dim() == 5 else fn(t)
+            return fn(t.flatten(0, 1)).unflatten(0, t.shape[:2]) if t.dim() == 5 else fn(t)
 
         return super()._apply(convert, recurse)
 
@@ -320,7 +321,14 @@ class DynamicConv2d(nn.Module):
             raise ValueError(f"coefficients batch {coefficients.shape[0]} does not match input batch 1")
         params = self._parameters
         coefficients = coefficients.to(x.dtype).reshape(out, 1, bases)
-        weight = torch.bmm(coefficients, params["weight"].reshape(out, bases, -1)).view(out, -1)
+        weight = params["weight"]
+        if weight.is_contiguous() or self.kernel_size == (1, 1):
+            weight = torch.bmm(coefficients, weight.reshape(out, bases, -1)).view(out, -1)
+        else:
+            # Channels-last bases (Module.to): fuse in their [kH, kW, in] order, so the fused kernel
+            # comes out channels-last, as the convolution of a channels-last input wants it.
+            weight = torch.bmm(coefficients, weight.permute(0, 1, 3, 4, 2).reshape(out, bases, -1))
+            weight = weight.view(out, *self.kernel_size, -1).permute(0, 3, 1, 2)
         bias, base_bias = params.get("output_bias"), params.get("bias")
         if base_bias is not None:
             fused = torch.bmm(coefficients, base_bias.view(out, bases, 1)).view(out)
@@ -329,7 +337,8 @@ class DynamicConv2d(nn.Module):
             x = F.pad(x, self._explicit_pad)
         if self.kernel_size == (1, 1) and self.padding == (0, 0) and self.groups == 1:
             return _pointwise_single(x, weight, bias, self.stride)
-        weight = weight.view(out, self.in_channels // self.groups, *self.kernel_size)
+        if weight.dim() == 2:
+            weight = weight.view(out, self.in_channels // self.groups, *self.kernel_size)
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
     def _conv(self, x: Tensor, weight: Tensor, groups: int, bias: Tensor | None = None) -> Tensor:
