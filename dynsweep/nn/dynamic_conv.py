@@ -16,7 +16,12 @@ Every execution strategy computes the same function:
 - ``"matmul"``: kernels fused per sample, then a batched matrix product with the unfolded input
   (a plain reshape for pointwise convolutions).
 - ``"auto"`` (default) picks one from the shape, batch size, mode and device; see
-  :func:`choose_strategy`.
+  :func:`choose_strategy`. At batch 1 without autograd (``torch.inference_mode``/``no_grad``,
+  no autocast, eager) it takes a short path: one ``bmm`` fuses the kernel, then one convolution,
+  or one matrix product for a 1x1 layer, in the input's memory format.
+
+``Module.to(memory_format=torch.channels_last)`` works on models holding dynamic layers: each
+base takes the channels-last layout a static kernel would.
 """
 
 from __future__ import annotations
@@ -320,7 +325,9 @@ class DynamicConv2d(nn.Module):
             self._check_coefficients(coefficients)
             raise ValueError(f"coefficients batch {coefficients.shape[0]} does not match input batch 1")
         params = self._parameters
-        coefficients = coefficients.to(x.dtype).reshape(out, 1, bases)
+        if coefficients.dtype != x.dtype:
+            coefficients = coefficients.to(x.dtype)
+        coefficients = coefficients.reshape(out, 1, bases)
         weight = params["weight"]
         if weight.is_contiguous() or self.kernel_size == (1, 1):
             weight = torch.bmm(coefficients, weight.reshape(out, bases, -1)).view(out, -1)
