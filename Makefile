@@ -31,13 +31,16 @@ bench: $(STAMP)
 	$(BENCH_ENV) $(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 # The README's main command: the quickstart sweep on the embedded digits, then its Pareto tables
-# and figures (runs/quickstart/pareto/).
+# and figures (runs/quickstart/pareto/). SWEEP_STORAGE (a URL) serves both steps; SWEEP_ARGS
+# goes to the run only (e.g. --n-trials 20 --workers 2).
 SWEEP_SPEC ?= sweeps/quickstart.yaml
+SWEEP_STORAGE ?=
 SWEEP_ARGS ?=
+SWEEP_WHERE = $(if $(SWEEP_STORAGE),--storage $(SWEEP_STORAGE))
 
 sweep: $(STAMP)
-	$(BIN)/dynsweep sweep run $(SWEEP_SPEC) --no-table $(SWEEP_ARGS)
-	$(BIN)/dynsweep sweep pareto $(SWEEP_SPEC)
+	$(BIN)/dynsweep sweep run $(SWEEP_SPEC) --no-table $(SWEEP_WHERE) $(SWEEP_ARGS)
+	$(BIN)/dynsweep sweep pareto $(SWEEP_SPEC) $(SWEEP_WHERE)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

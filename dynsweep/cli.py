@@ -294,6 +294,13 @@ def add_sweep(subparsers: argparse._SubParsersAction) -> None:
     pareto.add_argument(
         "--out", metavar="DIR", help="where to write (default: RUNS_DIR/<study>/pareto)"
     )
+    pareto.add_argument(
+        "--reference-point",
+        nargs="+",
+        metavar="NAME=VALUE",
+        help="store the hypervolume reference point in the study, one value per objective "
+        "(e.g. val_acc1=0 macs=5e6); a study keeps one point for its life",
+    )
     parser.set_defaults(run=run_sweep)
 
 

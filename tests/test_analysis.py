@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import warnings
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from nbclient import NotebookClient  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
 from dynsweep import analysis  # noqa: E402
-from analysis_studies import make_study, trial, two_architectures  # noqa: E402
+from analysis_studies import add_trials, make_study, trial, two_architectures  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OBJECTIVES = {"val_acc1": "maximize", "macs": "minimize"}
@@ -152,27 +153,43 @@ def test_hypervolume_three_objectives_by_hand():
     assert analysis.hypervolume(frame, reference, objectives) == pytest.approx(3.25)
 
 
-def test_reference_point_is_fixed_once_and_stored(study):
+def test_reference_point_is_derived_without_storing_until_one_is_set(study):
     url, optuna_study = study
-    point = analysis.reference_point(optuna_study)
-    assert point == {"val_acc1": 0.0, "macs": 9.9e6}  # 1.1 x the costliest trial (9e6), 2 digits
+    derived = analysis.reference_point(optuna_study)
+    assert derived == {"val_acc1": 0.0, "macs": 9.9e6}  # 1.1 x the costliest trial (9e6), 2 digits
+    assert "reference_point" not in optuna.load_study(study_name="hand", storage=url).user_attrs  # read only
+    add_trials(optuna_study, [trial("resnet18", 0.95, 3e7)])
+    assert analysis.reference_point(optuna_study)["macs"] == 3.3e7  # derived: moves with the study
+
+    point = analysis.set_reference_point(optuna_study, {"macs": 1e7, "val_acc1": 0.0})
     assert optuna.load_study(study_name="hand", storage=url).user_attrs["reference_point"] == point
-    from analysis_studies import add_trials
+    add_trials(optuna_study, [trial("resnet18", 0.96, 5e7)])
+    assert analysis.reference_point(optuna_study) == point == analysis.stored_reference_point(optuna_study)
+    assert analysis.load(url, "hand").attrs["reference_point"] == point
+    assert analysis.set_reference_point(optuna_study, dict(point)) == point  # the same point again: fine
+    with pytest.raises(analysis.AnalysisError, match="already stores .* one point for its life"):
+        analysis.set_reference_point(optuna_study, {"val_acc1": 0.0, "macs": 2e7})
+    with pytest.raises(analysis.AnalysisError, match=r"one value per objective \(val_acc1, macs\), got \['macs'\]"):
+        analysis.set_reference_point(optuna_study, {"macs": 2e7})
 
-    add_trials(optuna_study, [trial("resnet18", 0.95, 5e7)])
-    assert analysis.reference_point(optuna_study) == point  # unchanged as the study grows
-    frame = analysis.load(url, "hand")
-    assert frame.attrs["reference_point"] == point
 
-
-def test_reference_point_from_the_constraint_or_the_spec(tmp_path):
+def test_reference_point_from_the_constraint_or_the_spec():
     constrained = make_study(None, "c", [trial("resnet18", 0.9, 1e6)], sweep_config={"max_macs": 3e6, "max_params": None})
     assert analysis.reference_point(constrained) == {"val_acc1": 0.0, "macs": 3e6}
     given = make_study(None, "g", [trial("resnet18", 0.9, 1e6)], reference_point={"val_acc1": 0.5, "macs": 2e6})
     assert analysis.reference_point(given) == {"val_acc1": 0.5, "macs": 2e6}
-    empty = make_study(None, "e", [])
+    assert analysis.reference_point(make_study(None, "r", [trial("resnet18", 0.9, 7e6)]))["macs"] == 7.7e6
     with pytest.raises(analysis.AnalysisError, match="no finished trial yet"):
-        analysis.reference_point(empty)
+        analysis.reference_point(make_study(None, "e", []))
+
+
+def test_unnamed_objectives_are_objective_0_and_1():
+    plain = optuna.create_study(directions=["maximize", "minimize"])
+    plain.add_trial(optuna.trial.create_trial(values=[0.5, 10.0]))
+    frame = analysis.from_study(plain)
+    assert frame.attrs["objectives"] == {"objective_0": "maximize", "objective_1": "minimize"}
+    assert analysis.reference_point(plain, frame) == {"objective_0": 0.0, "objective_1": 11.0}
+    assert frame["on_front"].tolist() == [True] and frame.loc[0, "arch"] is None
 
 
 # -------------------------------------------------------------------------------------- dominance
@@ -226,6 +243,80 @@ def test_hypervolume_and_effects_figures(study):
     assert [t.get_text() for t in stages_ax.get_xticklabels()] == ["[]", "[3]", "[2, 3]"]
 
 
+def test_three_objectives_front_is_best_trials_and_the_plot_line_is_the_2d_front():
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["val_acc1", "macs", "params"])
+    rng = np.random.default_rng(0)
+    for number in range(40):
+        acc, macs, params = rng.choice([0.5, 0.6, 0.7, 0.8]), rng.choice([1e6, 2e6, 3e6]), rng.uniform(1, 5)
+        study.add_trial(
+            optuna.trial.create_trial(values=[acc, macs, params], user_attrs={"model": "resnet18", "macs": macs})
+        )
+    frame = analysis.from_study(study)
+    assert set(frame.loc[frame["on_front"], "number"]) == {t.number for t in study.best_trials}
+    ax = analysis.plot_fronts(frame)
+    (line,) = [line for line in ax.get_lines() if line.get_label() == "resnet18 front"]
+    assert list(np.diff(line.get_xdata())) >= [0] * (len(line.get_xdata()) - 1)
+    assert (np.diff(line.get_ydata()) >= 0).all()  # a 2-D front of accuracy against MACs: a staircase up
+    two_d = analysis.pareto_front(frame, {"val_acc1": "maximize", "macs": "minimize"})
+    assert sorted(line.get_xdata()) == sorted(two_d["macs"])
+
+
+def test_groups_other_than_architectures_keep_one_colour_for_points_and_line(study):
+    url, _ = study
+    frame = analysis.load(url, "hand")
+    family = frame.assign(family=frame["arch"] + frame["dynamic"].map({True: " dynamic", False: " static"}))
+    ax = analysis.plot_fronts(family.dropna(subset=["family"]), by="family")
+    lines = {line.get_label()[: -len(" front")]: line.get_color() for line in ax.get_lines()}
+    points = {c.get_label()[: -len(" trials")]: tuple(c.get_facecolor()[0][:3]) for c in ax.collections if c.get_label().endswith(" trials")}
+    assert set(lines) == {"resnet18 dynamic", "resnet18 static", "mobilenet_v2 dynamic", "mobilenet_v2 static"}
+    for name, color in lines.items():
+        assert matplotlib.colors.to_rgb(color) == pytest.approx(points[name])
+    assert len(set(lines.values())) == 4
+
+
+def test_waiting_trials_single_architecture_and_journal_storage(tmp_path):
+    from dynsweep.sweep.driver import make_storage
+
+    url = f"journal:{tmp_path / 'study.log'}"
+    study = optuna.create_study(storage=make_storage(url), study_name="one", directions=["maximize", "minimize"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["val_acc1", "macs"])
+    add_trials(study, [trial("resnet18", 0.9, 2e6), trial("resnet18", 0.8, 1e6)], multi_arch=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study.enqueue_trial({"preset": "dy_resnet18"})  # a warm start not yet run: its arch comes from the preset
+    frame = analysis.load(url, "one")
+    assert frame["state"].tolist() == ["COMPLETE", "COMPLETE", "WAITING"]
+    assert frame["arch"].tolist() == ["resnet18"] * 3 and frame.loc[2, "label"] == "dy_resnet18"
+    assert frame["on_front"].tolist() == [True, True, False]
+
+
+def test_importance_skips_an_objective_that_does_not_vary(tmp_path):
+    flat = [trial("resnet18", 0.1135, 2e6 + i * 1e5, num_bases=[1, 2, 4][i % 3], stages=[[3], [2, 3]][i % 2]) for i in range(6)]
+    study = make_study(None, "flat", flat)
+    importances = analysis.param_importances(study)
+    assert set(importances["objective"]) == {"macs"}  # val_acc1 is the same everywhere: nothing to attribute
+    paths = analysis.write_report(study, tmp_path / "out")
+    assert {"front.md", "effects.png", "effects.svg"} <= set(paths)
+
+
+def test_reading_never_writes_to_a_database_that_is_not_a_study(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "mine.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("create table mine (x int)")
+    with pytest.raises(analysis.AnalysisError, match="holds no Optuna studies"):
+        analysis.load(f"sqlite:///{path}", "s")
+    with sqlite3.connect(path) as connection:
+        tables = [row[0] for row in connection.execute("select name from sqlite_master where type='table'")]
+    assert tables == ["mine"]
+
+
 # --------------------------------------------------------------------------- dynsweep sweep pareto
 def run_pareto(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -248,7 +339,8 @@ def test_pareto_command_writes_figures_csv_and_markdown(tmp_path, study):
     assert {"val_acc1", "macs", "params", "num_bases", "stages", "seed", "dir"} <= set(front.columns)
     assert len(pd.read_csv(out / "trials.csv")) == 12
     markdown = (out / "front.md").read_text()
-    assert "| resnet18 " in markdown and "Hypervolume reference point: val_acc1 = 0, macs = 9.9e+06" in markdown
+    assert "| resnet18 " in markdown
+    assert "Hypervolume reference point: val_acc1 = 0, macs = 9.9e+06 (derived from the trials so far" in markdown
     assert "12 trials: 9 COMPLETE, 1 FAIL, 1 PRUNED, 1 RUNNING." in markdown
     assert markdown in done.stdout
 
@@ -263,6 +355,24 @@ def test_pareto_command_on_a_study_with_nothing_finished(tmp_path):
     assert pd.read_csv(out / "front.csv").empty
 
 
+def test_pareto_command_stores_a_reference_point_once(tmp_path, study):
+    url, _ = study
+    done = run_pareto("--storage", url, "--study", "hand", "--reference-point", "val_acc1=0", "macs=1e7", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert optuna.load_study(study_name="hand", storage=url).user_attrs["reference_point"] == {"val_acc1": 0.0, "macs": 1e7}
+    markdown = (tmp_path / "runs" / "hand" / "pareto" / "front.md").read_text()
+    assert "val_acc1 = 0, macs = 1e+07 (stored in the study)" in markdown
+    assert "hypervolumes in val_acc1 x macs" in markdown
+    # resnet18: hypervolume 0.88 x (1e7 - 2e6) + 0.05 x (1e7 - 3e6); its dynamic front (0.93 at 3e6)
+    # covers half of its static front (0.90 at 4e6, not 0.88 at 2e6), which covers none of it.
+    row = "| resnet18     | 5          | 3          | 7.39e+06      | 0.50                 | 0.00                 | no "
+    assert row in markdown
+    again = run_pareto("--storage", url, "--study", "hand", "--reference-point", "val_acc1=0", "macs=2e7", cwd=tmp_path)
+    assert again.returncode == 1 and "reference_point: the study already stores" in again.stderr
+    bad = run_pareto("--storage", url, "--study", "hand", "--reference-point", "macs", cwd=tmp_path)
+    assert bad.returncode == 1 and "--reference-point: 'macs' is not NAME=NUMBER" in bad.stderr
+
+
 def test_pareto_command_names_a_missing_study(tmp_path, study):
     url, _ = study
     done = run_pareto("--storage", url, "--study", "nope", cwd=tmp_path)
@@ -274,19 +384,37 @@ def test_pareto_command_names_a_missing_study(tmp_path, study):
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", ["pareto_analysis", "compare_architectures"])
 def test_notebooks_run_on_a_small_study(tmp_path, study, monkeypatch, name):
-    url, _ = study
-    path = ROOT / "notebooks" / f"{name}.ipynb"
-    notebook = nbformat.read(path, as_version=4)
-    assert all(not cell.get("outputs") and not cell.get("execution_count") for cell in notebook.cells if cell.cell_type == "code")
-    monkeypatch.setenv("DYNSWEEP_STORAGE", url)
-    monkeypatch.setenv("DYNSWEEP_STUDY", "hand")
-    NotebookClient(notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = "\n".join(
-        str(output.get("text", "")) + str(output.get("data", {}).get("text/plain", ""))
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for output in cell.outputs
-    )
+    url, optuna_study = study
+    outputs, images = run_notebook(name, url, "hand", tmp_path, monkeypatch)
+    frame = analysis.load(url, "hand")
+    reference = analysis.reference_point(optuna_study, frame)
+    assert f"9 finished trials; reference point {reference} (derived)" in outputs
+    if name == "pareto_analysis":
+        assert f"hypervolume: {analysis.hypervolume(frame, reference)}" in outputs
+        assert len(images) == 4  # fronts, hypervolume, effects, learning curves
+    else:
+        assert "C(dynamic, static)" in outputs and len(images) == 2
     assert "resnet18" in outputs and "mobilenet_v2" in outputs
-    images = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs if "image/png" in o.get("data", {})]
-    assert len(images) >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name", ["pareto_analysis", "compare_architectures"])
+def test_notebooks_run_on_a_study_with_nothing_finished(tmp_path, monkeypatch, name):
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    make_study(url, "new", [trial("resnet18", None, 1e6, state=TrialState.RUNNING)])
+    outputs, _ = run_notebook(name, url, "new", tmp_path, monkeypatch)
+    assert "0 finished trials; reference point None (derived)" in outputs
+
+
+def run_notebook(name: str, url: str, study: str, tmp_path: Path, monkeypatch) -> tuple[str, list]:
+    """Execute a committed notebook (checked to hold no outputs) on ``study``: its text and images."""
+    notebook = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(not cell.get("outputs") and not cell.get("execution_count") for cell in code)
+    monkeypatch.setenv("DYNSWEEP_STORAGE", url)
+    monkeypatch.setenv("DYNSWEEP_STUDY", study)
+    NotebookClient(notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [output for cell in code for output in cell.outputs]
+    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    return text, [o for o in outputs if "image/png" in o.get("data", {})]

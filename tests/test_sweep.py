@@ -18,7 +18,7 @@ import yaml
 from optuna.trial import TrialState
 
 from dynsweep import analysis
-from dynsweep.sweep import SweepConfigError, load_config
+from dynsweep.sweep import SweepConfigError, SweepError, load_config
 from dynsweep.sweep.pruning import should_stop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -317,3 +317,7 @@ def test_reference_point_of_the_spec_is_stored_in_the_study(tmp_path):
     study = open_study(config, f"sqlite:///{tmp_path / 'ref.db'}")
     assert study.user_attrs["reference_point"] == {"val_acc1": 0.1, "macs": 5e6}
     assert analysis.reference_point(study) == {"val_acc1": 0.1, "macs": 5e6}
+    assert open_study(config, f"sqlite:///{tmp_path / 'ref.db'}").user_attrs["reference_point"]["macs"] == 5e6
+    moved = load_config(write(tmp_path, tiny_spec("ref", reference_point={"macs": 6e6, "val_acc1": 0.1})))
+    with pytest.raises(SweepError, match="reference_point: the study 'ref' stores .* one point for its life"):
+        open_study(moved, f"sqlite:///{tmp_path / 'ref.db'}")

@@ -19,7 +19,15 @@ from dynsweep.analysis.pareto import (
     pareto_front,
 )
 from dynsweep.analysis.report import write_report
-from dynsweep.analysis.study import from_study, load, open_study, param_importances, reference_point
+from dynsweep.analysis.study import (
+    from_study,
+    load,
+    param_importances,
+    read_study,
+    reference_point,
+    set_reference_point,
+    stored_reference_point,
+)
 
 __all__ = [
     "AnalysisError",
@@ -31,12 +39,14 @@ __all__ = [
     "hypervolume",
     "hypervolume_history",
     "load",
-    "open_study",
     "param_importances",
     "pareto_front",
     "plot_effects",
     "plot_fronts",
     "plot_hypervolume",
+    "read_study",
     "reference_point",
+    "set_reference_point",
+    "stored_reference_point",
     "write_report",
 ]

@@ -25,9 +25,10 @@ from dynsweep.analysis.pareto import (
     objectives_of,
     pareto_front,
 )
+from dynsweep.analysis.study import SPEC_FIELDS
 
-EFFECT_FIELDS = ("num_bases", "reduction", "stages", "roles", "mode", "predictor_scope", "dynamic_width", "width_mult")
-"""Spec fields shown by plot_effects when they vary, in this order: bases, reduction, placement first."""
+FIRST_EFFECTS = ("num_bases", "reduction", "stages", "blocks", "roles", "stem", "classifier")
+"""plot_effects shows every spec field that varies; these first: bases, reduction, placement."""
 
 KIND_MARKERS = {"dy": "*", "fix": "D", "baseline": "s"}
 
@@ -44,9 +45,9 @@ def axes_objectives(frame: pd.DataFrame, objectives: Objectives | None = None) -
     return ("macs" if "macs" in minimized else minimized[0]), maximized[0]
 
 
-def arch_colors(frame: pd.DataFrame) -> dict[str, tuple]:
-    """One colour per architecture, stable for a given set of names."""
-    names = sorted(str(a) for a in frame["arch"].dropna().unique())
+def group_colors(frame: pd.DataFrame, by: str = "arch") -> dict[str, tuple]:
+    """One colour per value of ``by`` (an architecture by default), stable for a given set of values."""
+    names = sorted(str(a) for a in frame[by].dropna().unique())
     cycle = plt.get_cmap("tab10")
     return {name: cycle(i % 10) for i, name in enumerate(names)}
 
@@ -55,16 +56,19 @@ def plot_fronts(
     frame: pd.DataFrame, objectives: Objectives | None = None, ax: Axes | None = None, by: str = "arch"
 ) -> Axes:
     """Accuracy against cost (log axis): every finished trial, each ``by`` group's front as a step
-    line in its colour, warm-start presets and static baselines marked and labelled."""
+    line in its colour, warm-start presets and static baselines marked and labelled.
+
+    The line is the front of the two plotted objectives (with a third objective, e.g. params, some
+    points of the full front lie below it)."""
     objectives = objectives_of(frame, objectives)
     x, y = axes_objectives(frame, objectives)
     ax = ax or plt.figure(figsize=(7, 4.5)).gca()
-    colors = arch_colors(frame) if by == "arch" else {}
+    colors = group_colors(frame, by)
     done = frame[eligible(frame, objectives)]
     for name, group in done.groupby(by, sort=True):
-        color = colors.get(str(name))
+        color = colors[str(name)]
         ax.scatter(group[x], group[y], s=16, alpha=0.35, color=color, label=f"{name} trials")
-        front = pareto_front(group, objectives)
+        front = pareto_front(group, {y: objectives[y], x: objectives[x]})
         xs, ys = front.sort_values(x)[x].to_numpy(), front.sort_values(x)[y].to_numpy()
         ax.step(xs, ys, where="post", color=color, linewidth=1.8, label=f"{name} front")
         ax.scatter(xs, ys, s=26, color=color, edgecolor="black", linewidth=0.5, zorder=3)
@@ -108,10 +112,11 @@ def plot_hypervolume(
     return ax
 
 
-def effect_fields(frame: pd.DataFrame) -> list[str]:
-    """Spec fields that take more than one value among the finished trials."""
-    done = frame[eligible(frame)]
-    return [f for f in EFFECT_FIELDS if f in done.columns and done[f].astype(str).nunique() > 1]
+def effect_fields(frame: pd.DataFrame, objectives: Objectives | None = None) -> list[str]:
+    """DynamicSpec fields that take more than one value among the finished trials."""
+    done = frame[eligible(frame, objectives)]
+    ordered = list(FIRST_EFFECTS) + [f for f in SPEC_FIELDS if f not in FIRST_EFFECTS]
+    return [f for f in ordered if f in done.columns and done[f].dropna().astype(str).nunique() > 1]
 
 
 def plot_effects(
@@ -124,12 +129,12 @@ def plot_effects(
     architecture; with ``importances`` (see ``param_importances``) a last column of bar charts."""
     objectives = objectives_of(frame, objectives)
     x, y = axes_objectives(frame, objectives)
-    fields = list(fields) if fields is not None else effect_fields(frame)
+    fields = list(fields) if fields is not None else effect_fields(frame, objectives)
     done = frame[eligible(frame, objectives)]
     extra = importances is not None and len(importances) > 0
     columns = max(len(fields) + extra, 1)
     figure, axes = plt.subplots(2, columns, figsize=(3.2 * columns, 6), squeeze=False)
-    colors = arch_colors(frame)
+    colors = group_colors(frame)
     jitter = np.random.default_rng(0)
     for column, field in enumerate(fields):
         values = sorted(done[field].astype(str).unique(), key=_natural)
@@ -149,6 +154,10 @@ def plot_effects(
         for row, objective in enumerate((y, x)):
             ax = axes[row][columns - 1]
             table = importances[importances["objective"] == objective]
+            ax.set_xlabel(f"importance for {objective}")
+            if table.empty:
+                ax.text(0.5, 0.5, f"{objective} does not vary\namong searched trials", ha="center", va="center")
+                continue
             table = table.pivot_table(index="param", columns="arch", values="importance", fill_value=0.0)
             table.plot.barh(ax=ax, color=[colors.get(str(a)) for a in table.columns], legend=False)
             ax.set_xlabel(f"importance for {objective}")

@@ -50,14 +50,15 @@ def losses(frame: pd.DataFrame, objectives: Objectives) -> np.ndarray:
 
 
 def eligible(frame: pd.DataFrame, objectives: Objectives | None = None) -> pd.Series:
-    """Rows that can be on a front: COMPLETE, feasible, every objective finite."""
+    """Rows that can be on a front: COMPLETE, feasible, every objective known (not NaN; an infinite
+    value is a value, as in Optuna's ``best_trials``)."""
     objectives = objectives_of(frame, objectives)
     mask = pd.Series(True, index=frame.index)
     if "state" in frame.columns:
         mask &= frame["state"] == "COMPLETE"
     if "feasible" in frame.columns:
         mask &= frame["feasible"].astype(bool)
-    return mask & np.isfinite(losses(frame, objectives)).all(axis=1)
+    return mask & ~np.isnan(losses(frame, objectives)).any(axis=1)
 
 
 def front_mask(frame: pd.DataFrame, objectives: Objectives | None = None, by: str | None = None) -> pd.Series:

@@ -1,6 +1,6 @@
 """``dynsweep sweep pareto``: the figures (PNG and SVG), the front as CSV and a Markdown table of a
-study, written from whatever has finished (a running study is read, never changed, except that
-its hypervolume reference point is fixed on first use)."""
+study, written from whatever has finished. A running study is read, never changed; only
+``--reference-point`` stores something in it (its hypervolume reference point, once)."""
 
 from __future__ import annotations
 
@@ -14,40 +14,52 @@ import pandas as pd
 
 from dynsweep.analysis.figures import plot_effects, plot_fronts, plot_hypervolume
 from dynsweep.analysis.pareto import AnalysisError, coverage, dominates, eligible, hypervolume, pareto_front
-from dynsweep.analysis.study import from_study, open_study, param_importances, reference_point
+from dynsweep.analysis.study import (
+    from_study,
+    param_importances,
+    read_study,
+    reference_point,
+    set_reference_point,
+    stored_reference_point,
+)
 
 TABLE_COLUMNS = ["number", "label", "arch", "kind", "num_bases", "reduction", "stages", "mode", "width_mult", "dynamic_width"]
 
 
 def write_report(study: optuna.Study, out: str | Path) -> dict[str, Path]:
-    """Write fronts/hypervolume/effects figures, front.csv, trials.csv and front.md into ``out``."""
+    """Write front.csv, trials.csv, front.md and the fronts/hypervolume/effects figures into ``out``.
+
+    Tables first, so that they are there even if a figure fails; figures of an earlier run that
+    this one cannot draw (nothing finished yet) are removed rather than left stale.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     frame = from_study(study)
     objectives = frame.attrs["objectives"]
-    finished = int(eligible(frame).sum())
-    reference = reference_point(study, frame) if finished else None
+    reference = reference_point(study, frame) if eligible(frame).any() else None
+    stored = stored_reference_point(study) is not None
     written: dict[str, Path] = {}
 
-    def save(figure: plt.Figure, name: str) -> None:
+    front = pareto_front(frame, by="arch")
+    front[_columns(frame, objectives) + ["on_front", "seed", "dir"]].to_csv(out / "front.csv", index=False)
+    frame.drop(columns=["curve"]).to_csv(out / "trials.csv", index=False)
+    (out / "front.md").write_text(markdown(frame, reference, stored))
+    written.update({name: out / name for name in ("front.csv", "trials.csv", "front.md")})
+
+    def save(figure: plt.Figure | None, name: str) -> None:
         for suffix in ("png", "svg"):
             path = out / f"{name}.{suffix}"
+            if figure is None:
+                path.unlink(missing_ok=True)
+                continue
             figure.savefig(path, dpi=150, bbox_inches="tight")
-            written[f"{name}.{suffix}"] = path
-        plt.close(figure)
+            written[path.name] = path
+        if figure is not None:
+            plt.close(figure)
 
     save(plot_fronts(frame).figure, "fronts")
-    if reference is not None:
-        save(plot_hypervolume(frame, reference).figure, "hypervolume")
-        importances = _importances(study, frame)
-        save(plot_effects(frame, importances=importances), "effects")
-
-    front = pareto_front(frame, by="arch")
-    columns = _columns(frame, objectives)
-    front[columns + ["on_front", "seed", "dir"]].to_csv(out / "front.csv", index=False)
-    frame.drop(columns=["curve"]).to_csv(out / "trials.csv", index=False)
-    (out / "front.md").write_text(markdown(frame, reference))
-    written.update({name: out / name for name in ("front.csv", "trials.csv", "front.md")})
+    save(plot_hypervolume(frame, reference).figure if reference else None, "hypervolume")
+    save(plot_effects(frame, importances=_importances(study, frame)) if reference else None, "effects")
     return written
 
 
@@ -65,7 +77,7 @@ def _columns(frame: pd.DataFrame, objectives: dict[str, str]) -> list[str]:
     return TABLE_COLUMNS[:4] + names + TABLE_COLUMNS[4:]
 
 
-def markdown(frame: pd.DataFrame, reference: dict[str, float] | None) -> str:
+def markdown(frame: pd.DataFrame, reference: dict[str, float] | None, stored: bool = True) -> str:
     """The study in Markdown: trial counts, the overall front, each architecture's front with its
     hypervolume, and dynamic against static trials where an architecture has both."""
     objectives = frame.attrs["objectives"]
@@ -76,7 +88,14 @@ def markdown(frame: pd.DataFrame, reference: dict[str, float] | None) -> str:
     if reference is None:
         return "\n".join(lines + ["", "No finished feasible trial yet."]) + "\n"
     point = ", ".join(f"{k} = {v:g}" for k, v in reference.items())
-    lines += [f"Hypervolume reference point: {point}.", ""]
+    origin = (
+        "stored in the study"
+        if stored
+        else "derived from the trials so far, not stored: set one (sweep pareto --reference-point) "
+        "to compare hypervolumes over time and across studies"
+    )
+    units = " x ".join(objectives)
+    lines += [f"Hypervolume reference point: {point} ({origin}); hypervolumes in {units}.", ""]
     lines += ["## Front over all architectures", "", _table(pareto_front(frame)[columns]), ""]
     lines += ["## Front of each architecture", ""]
     summary = []
@@ -113,6 +132,18 @@ def _table(frame: pd.DataFrame) -> str:
     return shown.to_markdown(index=False, floatfmt=".4f")
 
 
+def parse_point(items: list[str]) -> dict[str, float]:
+    """``["val_acc1=0", "macs=5e6"]`` -> ``{"val_acc1": 0.0, "macs": 5e6}``."""
+    point = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            point[name] = float(value)
+        except ValueError:
+            raise AnalysisError(f"--reference-point: {item!r} is not NAME=NUMBER") from None
+    return point
+
+
 def main(args: argparse.Namespace) -> int:
     """``dynsweep sweep pareto``: locate the study as the other sweep commands do, write, list."""
     from dynsweep.sweep.cli import locate
@@ -121,7 +152,9 @@ def main(args: argparse.Namespace) -> int:
     plt.switch_backend("Agg")  # files only: never open a window
     try:
         url, name = locate(args)
-        study = open_study(url, name)
+        study = read_study(url, name)
+        if args.reference_point:
+            set_reference_point(study, parse_point(args.reference_point))
         out = Path(args.out) if args.out else Path(args.runs_dir) / name / "pareto"
         written = write_report(study, out)
     except (AnalysisError, SweepError) as error:

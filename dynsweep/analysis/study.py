@@ -11,6 +11,7 @@ from typing import Any
 
 import optuna
 import pandas as pd
+import sqlalchemy
 
 from dynsweep.analysis.pareto import AnalysisError, front_mask
 from dynsweep.models import DynamicSpec, get_model_entry, list_models
@@ -36,27 +37,42 @@ BASE_COLUMNS = [
 TAIL_COLUMNS = ["seed", "dir", "curve", "epochs", "wall_seconds", "infeasible", "fail_reason", "started", "completed"]
 
 
-def open_study(storage: str | optuna.storages.BaseStorage, study: str) -> optuna.Study:
-    """Load a study for reading; a missing database or study is an error, never created."""
+def read_study(storage: str | optuna.storages.BaseStorage, study: str) -> optuna.Study:
+    """Load a study to read it; a missing database, a database without Optuna's tables or a missing
+    study is an AnalysisError, and nothing is created (Optuna's RDBStorage would create its schema)."""
     if isinstance(storage, str):
-        if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///") :]).is_file():
-            raise AnalysisError(f"storage: no study database at {storage[len('sqlite:///'):]}")
-        if storage.startswith("journal:") and not Path(storage[len("journal:") :]).is_file():
-            raise AnalysisError(f"storage: no journal file at {storage[len('journal:'):]}")
-        try:
-            storage = make_storage(storage)
-        except Exception as error:  # noqa: BLE001 - any driver error: say which URL
-            raise AnalysisError(f"storage: cannot open {storage}: {error}") from None
+        storage = _open_storage(storage)
     names = optuna.get_all_study_names(storage)
     if study not in names:
         raise AnalysisError(f"study: no study {study!r} in the storage; studies there: {', '.join(names) or 'none'}")
     return optuna.load_study(study_name=study, storage=storage)
 
 
+def _open_storage(url: str) -> optuna.storages.BaseStorage:
+    if url.startswith("journal:"):
+        if not Path(url[len("journal:") :]).is_file():
+            raise AnalysisError(f"storage: no journal file at {url[len('journal:'):]}")
+        return make_storage(url)
+    path = url[len("sqlite:///") :].split("?", 1)[0] if url.startswith("sqlite:///") else None
+    if path is not None and not Path(path).is_file():
+        raise AnalysisError(f"storage: no study database at {path}")
+    try:
+        engine = sqlalchemy.create_engine(url)
+        try:
+            has_studies = sqlalchemy.inspect(engine).has_table("studies")
+        finally:
+            engine.dispose()
+    except Exception as error:  # noqa: BLE001 - any driver error: say which URL
+        raise AnalysisError(f"storage: cannot open {url}: {error}") from None
+    if not has_studies:
+        raise AnalysisError(f"storage: {url} holds no Optuna studies (no 'studies' table)")
+    return make_storage(url)
+
+
 def load(storage: str | optuna.storages.BaseStorage, study: str) -> pd.DataFrame:
     """One row per trial of ``study`` in ``storage`` (a URL as ``dynsweep sweep`` takes, or an
     Optuna storage); see :func:`from_study` for the columns."""
-    return from_study(open_study(storage, study))
+    return from_study(read_study(storage, study))
 
 
 def from_study(study: optuna.Study) -> pd.DataFrame:
@@ -71,9 +87,8 @@ def from_study(study: optuna.Study) -> pd.DataFrame:
     and completed. ``frame.attrs`` holds the study name, the objectives with their directions and
     the stored reference point (if any).
     """
-    directions = [d.name.lower() for d in study.directions]
-    names = study.metric_names or [f"objective_{i}" for i in range(len(directions))]
-    objectives = dict(zip(names, directions))
+    objectives = objectives_of_study(study)
+    names = list(objectives)
     rows = [_row(trial, names) for trial in study.get_trials(deepcopy=False)]
     columns = BASE_COLUMNS + [n for n in names if n not in ("macs", "params")] + ["macs", "params"]
     columns += SPEC_FIELDS + TAIL_COLUMNS
@@ -86,6 +101,13 @@ def from_study(study: optuna.Study) -> pd.DataFrame:
     frame["on_front"] = front_mask(frame, objectives)
     frame["on_arch_front"] = front_mask(frame, objectives, by="arch")
     return frame
+
+
+def objectives_of_study(study: optuna.Study) -> dict[str, str]:
+    """Objective name -> direction; unnamed objectives are ``objective_0``, ``objective_1``..."""
+    directions = [d.name.lower() for d in study.directions]
+    names = study.metric_names or [f"objective_{i}" for i in range(len(directions))]
+    return dict(zip(names, directions))
 
 
 def _row(trial: optuna.trial.FrozenTrial, names: list[str]) -> dict[str, Any]:
@@ -141,24 +163,49 @@ def _hashable(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, (list, dict)) else value
 
 
-def reference_point(study: optuna.Study, frame: pd.DataFrame | None = None) -> dict[str, float]:
-    """The study's hypervolume reference point, fixed the first time it is asked for.
-
-    A sweep spec's ``reference_point`` is stored when the study is created. Otherwise it is set
-    here, once, and stored: 0 for a maximized accuracy, and for a minimized cost the spec's
-    constraint or else 1.1 x the costliest trial so far (two significant digits). Stored, it
-    stays the same as the study grows, so hypervolumes compare over time.
-    """
+def stored_reference_point(study: optuna.Study) -> dict[str, float] | None:
+    """The reference point stored in the study (from the sweep spec, or :func:`set_reference_point`)."""
     stored = study.user_attrs.get(REFERENCE_POINT)
-    names = study.metric_names or []
-    if stored is not None and set(stored) >= set(names):
-        return {name: float(stored[name]) for name in names}
+    return None if stored is None else {k: float(v) for k, v in stored.items()}
+
+
+def set_reference_point(study: optuna.Study, point: dict[str, float]) -> dict[str, float]:
+    """Store ``point`` (one value per objective) as the study's hypervolume reference point.
+
+    A study keeps one point for its life, so that its hypervolumes compare over time: a different
+    point than the one stored is an error. Give every study you compare the same point.
+    """
+    names = list(objectives_of_study(study))
+    if set(point) != set(names):
+        raise AnalysisError(f"reference_point: needs exactly one value per objective ({', '.join(names)}), got {sorted(point)}")
+    point = {name: float(point[name]) for name in names}
+    stored = stored_reference_point(study)
+    if stored is not None and stored != point:
+        raise AnalysisError(f"reference_point: the study already stores {stored}; it keeps one point for its life")
+    if stored is None:
+        study.set_user_attr(REFERENCE_POINT, point)
+    return point
+
+
+def reference_point(study: optuna.Study, frame: pd.DataFrame | None = None) -> dict[str, float]:
+    """The study's stored reference point; without one, a point derived from its trials (not stored).
+
+    Derived: 0 for a maximized accuracy, and for a minimized cost the spec's constraint, else
+    1.1 x the costliest trial so far (rounded up to two significant digits). A derived point moves
+    as the study grows, so its hypervolumes compare only within one reading: store a point (the
+    spec's ``reference_point``, ``sweep pareto --reference-point`` or :func:`set_reference_point`)
+    to compare over time and across studies.
+    """
+    objectives = objectives_of_study(study)
+    stored = stored_reference_point(study)
+    if stored is not None and set(stored) == set(objectives):
+        return {name: stored[name] for name in objectives}
     frame = from_study(study) if frame is None else frame
     config = study.user_attrs.get("sweep_config") or {}
     limits = {"macs": config.get("max_macs"), "params": config.get("max_params")}
     point: dict[str, float] = {}
-    for name, direction in zip(names, (d.name.lower() for d in study.directions)):
-        values = frame[name].dropna() if name in frame.columns else pd.Series(dtype=float)
+    for name, direction in objectives.items():
+        values = frame[name].dropna()  # costs are known before training: running trials count too
         if direction == "maximize":
             point[name] = 0.0 if values.empty or values.min() >= 0 else _round_away(values.min() * 1.1)
         elif limits.get(name) is not None:
@@ -166,8 +213,7 @@ def reference_point(study: optuna.Study, frame: pd.DataFrame | None = None) -> d
         elif not values.empty:
             point[name] = _round_away(values.max() * 1.1)
         else:
-            raise AnalysisError(f"reference_point: no finished trial yet to fix the {name} reference from")
-    study.set_user_attr(REFERENCE_POINT, point)
+            raise AnalysisError(f"reference_point: no finished trial yet to derive the {name} reference from")
     return point
 
 
@@ -175,8 +221,9 @@ def _round_away(value: float) -> float:
     """``value`` rounded away from zero to two significant digits (1.1e8 * 1.1 -> 1.3e8)."""
     if value == 0:
         return 0.0
-    scale = 10 ** (math.floor(math.log10(abs(value))) - 1)
-    return math.copysign(math.ceil(abs(value) / scale) * scale, value)
+    exponent = math.floor(math.log10(abs(value))) - 1
+    digits = math.ceil(round(abs(value) / 10**exponent, 9))  # 3e6 * 1.1 is 3.3000000000000003e6
+    return math.copysign(float(f"{digits}e{exponent}"), value)
 
 
 def param_importances(study: optuna.Study, frame: pd.DataFrame | None = None, min_trials: int = 4) -> pd.DataFrame:
@@ -184,7 +231,8 @@ def param_importances(study: optuna.Study, frame: pd.DataFrame | None = None, mi
 
     Columns arch, objective, param (without the ``<arch>.`` prefix), importance (sums to 1 per
     arch and objective). Only searched, feasible, finished trials count (presets lack the
-    searched params); an architecture with fewer than ``min_trials`` of them is left out.
+    searched params); an architecture with fewer than ``min_trials`` of them, or an objective that
+    does not vary among them, is left out.
     """
     frame = from_study(study) if frame is None else frame
     names = list(frame.attrs["objectives"])
@@ -200,6 +248,8 @@ def param_importances(study: optuna.Study, frame: pd.DataFrame | None = None, mi
         sub_study = optuna.create_study(directions=study.directions)
         sub_study.add_trials(subset)
         for index, objective in enumerate(names):
+            if len({t.values[index] for t in subset}) < 2:
+                continue  # fANOVA has nothing to attribute (and raises on zero variance)
             scores = optuna.importance.get_param_importances(
                 sub_study,
                 evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),

@@ -108,8 +108,15 @@ def open_study(
     raw = config.to_dict()
     if stored is None:
         study.set_user_attr("sweep_config", raw)
-    if config.reference_point is not None and "reference_point" not in study.user_attrs:
-        study.set_user_attr("reference_point", config.reference_point)  # read by dynsweep.analysis
+    if config.reference_point is not None:  # the hypervolume reference of dynsweep.analysis
+        stored_point = study.user_attrs.get("reference_point")
+        if stored_point is None:
+            study.set_user_attr("reference_point", config.reference_point)
+        elif stored_point != config.reference_point:
+            raise SweepError(
+                f"reference_point: the study {name!r} stores {stored_point}, the spec says "
+                f"{config.reference_point}; a study keeps one point for its life (start a new study)"
+            )
     if n_trials is not None or "n_trials" not in study.user_attrs:
         study.set_user_attr("n_trials", n_trials if n_trials is not None else config.n_trials)
     for preset in config.warm_start:
