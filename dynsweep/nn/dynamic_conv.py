@@ -17,8 +17,8 @@ Every execution strategy computes the same function:
   (a plain reshape for pointwise convolutions).
 - ``"auto"`` (default) picks one from the shape, batch size, mode and device; see
   :func:`choose_strategy`. At batch 1 without autograd (``torch.inference_mode``/``no_grad``,
-  no autocast, eager) it takes a short path: one ``bmm`` fuses the kernel, then one convolution,
-  or one matrix product for a 1x1 layer, in the input's memory format.
+  no autocast, eager) it takes a short path: one product fuses the kernel, then one
+  convolution, or one matrix product for a 1x1 layer, in the input's memory format.
 
 ``Module.to(memory_format=torch.channels_last)`` works on models holding dynamic layers: each
 base takes the channels-last layout a static kernel would.
@@ -314,9 +314,10 @@ class DynamicConv2d(nn.Module):
     def _forward_single(self, x: Tensor, coefficients: Tensor | None) -> Tensor:
         """Batch-1 inference without autograd: the ``"grouped"``/``"matmul"`` result in fewest ops.
 
-        One ``bmm`` fuses the kernel, then one convolution (or one matrix product for 1x1): at
-        batch 1 the per-op dispatch, not the arithmetic, dominates small layers. Parameters are
-        read from ``_parameters`` directly, skipping ``nn.Module.__getattr__``.
+        One ``bmm`` (or, for small kernels, one broadcast product) fuses the kernel, then one
+        convolution (one matrix product for 1x1): at batch 1 the per-op dispatch, not the
+        arithmetic, dominates small layers. Parameters come from ``_parameters`` directly,
+        skipping ``nn.Module.__getattr__``.
         """
         out, bases = self.out_channels, self.num_bases
         if coefficients is None:
@@ -329,12 +330,17 @@ class DynamicConv2d(nn.Module):
             coefficients = coefficients.to(x.dtype)
         coefficients = coefficients.reshape(out, 1, bases)
         weight = params["weight"]
-        if weight.is_contiguous() or self.kernel_size == (1, 1):
-            weight = torch.bmm(coefficients, weight.reshape(out, bases, -1)).view(out, -1)
-        else:
+        channels_last = not weight.is_contiguous() and self.kernel_size != (1, 1)
+        if channels_last:
             # Channels-last bases (Module.to): fuse in their [kH, kW, in] order, so the fused kernel
             # comes out channels-last, as the convolution of a channels-last input wants it.
-            weight = torch.bmm(coefficients, weight.permute(0, 1, 3, 4, 2).reshape(out, bases, -1))
+            weight = weight.permute(0, 1, 3, 4, 2)
+        weight = weight.reshape(out, bases, -1)
+        if weight.shape[-1] >= MATMUL_FUSION_MIN_SIZE:
+            weight = torch.bmm(coefficients, weight).view(out, -1)
+        else:  # few weights per (channel, base): one broadcast product beats many tiny matmuls
+            weight = (weight * coefficients.view(out, bases, 1)).sum(1)
+        if channels_last:
             weight = weight.view(out, *self.kernel_size, -1).permute(0, 3, 1, 2)
         bias, base_bias = params.get("output_bias"), params.get("bias")
         if base_bias is not None:
