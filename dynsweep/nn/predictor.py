@@ -140,7 +140,8 @@ class CoefficientPredictor(nn.Module):
 
     def _single_logits(self, x: Tensor) -> Tensor:
         """Activated logits ``[1, total]`` of one sample, as matrix-vector products with in-place
-        activations: at batch 1 the predictor's cost is its number of eager ops."""
+        activations: at batch 1 the predictor's cost is its number of eager ops. Reads ``fc``'s
+        parameters without calling its modules, so hooks on them do not fire here."""
         # The pooling's 1 / (H * W) rides on the first product's alpha.
         total, scale = x.sum(dim=(2, 3))[0], 1.0 / (x.shape[2] * x.shape[3])
         if isinstance(self.fc, nn.Linear):
