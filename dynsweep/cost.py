@@ -147,9 +147,8 @@ def count(model: nn.Module, input_size: Sequence[int], *, training: bool = False
     """Count the MACs and parameters of ``model`` on one input of ``input_size``.
 
     ``input_size`` is ``(C, H, W)`` (batch 1) or ``(B, C, H, W)``; MACs are for that whole batch.
-    One forward pass runs on a zero input of the model's device and dtype, in eval mode, with
-    autograd on so that the general (hooked) path runs, not a batch-1 inference fast path that
-    bypasses module calls; every module's training flag is restored afterwards. ``training=True``
+    One forward pass runs on a zero input of the model's device and dtype, in eval mode and under
+    ``torch.no_grad``; every module's training flag is restored afterwards. ``training=True``
     counts the forward pass of the paper's training form (feature fusion) instead of the fused
     inference form; the backward pass is never counted. The model's own choice of execution
     strategy does not change the count: it accounts for the algorithm, not the implementation.
@@ -221,7 +220,7 @@ def count(model: nn.Module, input_size: Sequence[int], *, training: bool = False
     handles = [module.register_forward_hook(hook) for module, hook in hooked]
     try:
         model.eval()
-        with torch.enable_grad():
+        with torch.no_grad():
             model(torch.zeros(size, device=device, dtype=dtype))
     finally:
         for handle in handles:

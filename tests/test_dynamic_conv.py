@@ -299,3 +299,19 @@ def test_meta_device_runs_for_shape_inference() -> None:
     layer = DynamicConv2d(8, 16, 3, stride=2, padding=1, bias=True).to("meta")
     y = layer(torch.empty(2, 8, 1024, 2048, device="meta"))
     assert y.shape == (2, 16, 512, 1024) and y.device.type == "meta"
+
+
+def test_batch1_inference_runs_forward_hooks_of_the_predictor_layers():
+    """The batch-1 fast path reads the predictor's weights directly; a hook on its layers (a MAC
+    counter, a feature probe) must still see them called, with the same result."""
+    layer = DynamicConv2d(8, 16, 3, padding=1, num_bases=3).eval()
+    x = torch.randn(1, 8, 6, 6)
+    with torch.inference_mode():
+        fast = layer(x)
+    seen = []
+    handle = layer.predictor.fc[0].register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    with torch.inference_mode():
+        hooked = layer(x)
+    handle.remove()
+    assert seen == [torch.Size([1, 2])]
+    torch.testing.assert_close(hooked, fast)

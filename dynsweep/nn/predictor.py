@@ -122,7 +122,12 @@ class CoefficientPredictor(nn.Module):
         self.temperature.fill_(float(temperature))
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        if x.shape[0] == 1 and x.dtype == self.output_layer.weight.dtype and plain_inference(x):
+        if (
+            x.shape[0] == 1
+            and x.dtype == self.output_layer.weight.dtype
+            and plain_inference(x)
+            and not self._fc_hooked()
+        ):
             logits = self._single_logits(x)
         else:
             # Coefficients steer every kernel of the layer: compute them in float32 under autocast.
@@ -138,10 +143,17 @@ class CoefficientPredictor(nn.Module):
             self._arrange(z, *shape) for shape, z in zip(self.layer_outputs, logits.split(self.split_sizes, dim=1))
         ]
 
+    def _fc_hooked(self) -> bool:
+        """True when a forward hook would see ``fc``'s modules (a MAC counter, a feature probe):
+        the batch-1 path does not call them, so it must not run then."""
+        if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+            return True
+        return any(m._forward_hooks or m._forward_pre_hooks for m in self.fc.modules())
+
     def _single_logits(self, x: Tensor) -> Tensor:
         """Activated logits ``[1, total]`` of one sample, as matrix-vector products with in-place
         activations: at batch 1 the predictor's cost is its number of eager ops. Reads ``fc``'s
-        parameters without calling its modules, so hooks on them do not fire here."""
+        parameters without calling its modules (so it runs only when no hook is on them)."""
         # The pooling's 1 / (H * W) rides on the first product's alpha.
         total, scale = x.sum(dim=(2, 3))[0], 1.0 / (x.shape[2] * x.shape[3])
         if isinstance(self.fc, nn.Linear):
