@@ -186,12 +186,13 @@ def test_quickstart_end_to_end_short(tmp_path):
     # The budget is study-wide: running the finished study again trains nothing.
     again = dynsweep("run", str(path), cwd=tmp_path)
     assert again.returncode == 0 and "trial 3" not in again.stdout
-    assert len(optuna.load_study(study_name="quickstart", storage=url).trials) == 3
+    states = [t.state for t in optuna.load_study(study_name="quickstart", storage=url).trials]
+    assert states == [TrialState.COMPLETE] * 3 + [TrialState.WAITING]  # the 4th warm start: over budget
 
     status = dynsweep("status", str(path), cwd=tmp_path)
     assert status.returncode == 0 and "3/3 trials done" in status.stdout
     export = dynsweep("export", str(path), "-o", "trials.csv", cwd=tmp_path)
-    assert export.returncode == 0 and (tmp_path / "trials.csv").read_text().count("\n") == 4
+    assert export.returncode == 0 and (tmp_path / "trials.csv").read_text().count("\n") == 5  # header + 4
 
     # The analysis reads the real study: warm-start presets labelled, fronts as Optuna's.
     pareto = dynsweep("pareto", str(path), "--out", "figures", cwd=tmp_path)
@@ -200,7 +201,8 @@ def test_quickstart_end_to_end_short(tmp_path):
     frame = analysis.load(url, "quickstart")
     assert set(frame.loc[frame["on_front"], "number"]) == {t.number for t in study.best_trials}
     assert {("resnet18", "baseline"), ("dy_resnet18", "dy")} <= set(zip(frame["label"], frame["kind"]))
-    assert frame["curve"].map(len).tolist() == [1, 1, 1] and frame["seed"].nunique() == 3
+    assert frame["curve"].map(len).tolist() == [1, 1, 1, 0] and frame["seed"].nunique() == 3
+    assert frame.loc[3, "state"] == "WAITING" and frame.loc[3, "label"] == "fix_resnet18"
 
     # Replay retrains one trial from its recorded params and seed: the same accuracy on CPU.
     replay = dynsweep(
