@@ -97,13 +97,12 @@ def markdown(frame: pd.DataFrame, reference: dict[str, float] | None, stored: bo
     units = " x ".join(objectives)
     lines += [f"Hypervolume reference point: {point} ({origin}); hypervolumes in {units}.", ""]
     lines += ["## Front over all architectures", "", _table(pareto_front(frame)[columns]), ""]
-    lines += ["## Front of each architecture", ""]
-    summary = []
+    summary, sections = [], []
     for arch, group in frame.groupby("arch", sort=True):
         front = pareto_front(group, objectives)
         if not len(front):
             continue
-        lines += [f"### {arch}", "", _table(front[columns]), ""]
+        sections += [f"### {arch}", "", _table(front[columns]), ""]
         row = {"arch": arch, "finished": int(eligible(group).sum()), "on front": len(front)}
         row["hypervolume"] = f"{hypervolume(group, reference):.4g}"
         dynamic, static = group[group["dynamic"] == True], group[group["dynamic"] == False]  # noqa: E712
@@ -113,11 +112,14 @@ def markdown(frame: pd.DataFrame, reference: dict[str, float] | None, stored: bo
             row["C(static, dynamic)"] = f"{coverage(static, dynamic):.2f}"
             row["dynamic front dominates"] = "yes" if dominates(dynamic, static) else "no"
         summary.append(row)
-    lines[lines.index("## Front of each architecture") + 2 : lines.index("## Front of each architecture") + 2] = [
+    lines += [
+        "## Front of each architecture",
+        "",
         pd.DataFrame(summary).fillna("").to_markdown(index=False, disable_numparse=True),
         "",
         "C(A, B): the fraction of front B's trials that some trial of front A is at least as good as on every objective.",
         "",
+        *sections,
     ]
     return "\n".join(lines) + "\n"
 
