@@ -20,6 +20,10 @@ from torch import Tensor, nn
 
 COEFFICIENT_MODES = ("dynet", "condconv", "dyconv")
 
+# torch's registries of hooks on every module (mutated in place, so these names stay current).
+_GLOBAL_FORWARD_HOOKS = nn.modules.module._global_forward_hooks
+_GLOBAL_FORWARD_PRE_HOOKS = nn.modules.module._global_forward_pre_hooks
+
 
 def autocast_disabled(device_type: str) -> contextlib.AbstractContextManager:
     """Leave autocast for a block computed in full precision (a no-op when autocast is off)."""
@@ -146,9 +150,15 @@ class CoefficientPredictor(nn.Module):
     def _fc_hooked(self) -> bool:
         """True when a forward hook would see ``fc``'s modules (a MAC counter, a feature probe):
         the batch-1 path does not call them, so it must not run then."""
-        if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        if _GLOBAL_FORWARD_HOOKS or _GLOBAL_FORWARD_PRE_HOOKS:
             return True
-        return any(m._forward_hooks or m._forward_pre_hooks for m in self.fc.modules())
+        fc = self._modules["fc"]  # a Linear or a flat Sequential: its children are all its modules
+        if fc._forward_hooks or fc._forward_pre_hooks:
+            return True
+        for module in fc._modules.values():  # a loop, not any(): this runs on every batch-1 call
+            if module._forward_hooks or module._forward_pre_hooks:
+                return True
+        return False
 
     def _single_logits(self, x: Tensor) -> Tensor:
         """Activated logits ``[1, total]`` of one sample, as matrix-vector products with in-place
