@@ -342,6 +342,8 @@ def test_pareto_command_writes_figures_csv_and_markdown(tmp_path, study):
     assert "| resnet18 " in markdown
     assert "Hypervolume reference point: val_acc1 = 0, macs = 9.9e+06 (derived from the trials so far" in markdown
     assert "12 trials: 9 COMPLETE, 1 FAIL, 1 PRUNED, 1 RUNNING." in markdown
+    static_row = next(line for line in markdown.splitlines() if line.startswith("|        3 | resnet18"))
+    assert static_row.count("| -  ") == 4  # num_bases, reduction, mode, dynamic_width: nothing to do there
     assert markdown in done.stdout
 
 

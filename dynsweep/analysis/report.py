@@ -96,13 +96,13 @@ def markdown(frame: pd.DataFrame, reference: dict[str, float] | None, stored: bo
     )
     units = " x ".join(objectives)
     lines += [f"Hypervolume reference point: {point} ({origin}); hypervolumes in {units}.", ""]
-    lines += ["## Front over all architectures", "", _table(pareto_front(frame)[columns]), ""]
+    lines += ["## Front over all architectures", "", _table(pareto_front(frame), columns), ""]
     summary, sections = [], []
     for arch, group in frame.groupby("arch", sort=True):
         front = pareto_front(group, objectives)
         if not len(front):
             continue
-        sections += [f"### {arch}", "", _table(front[columns]), ""]
+        sections += [f"### {arch}", "", _table(front, columns), ""]
         row = {"arch": arch, "finished": int(eligible(group).sum()), "on front": len(front)}
         row["hypervolume"] = f"{hypervolume(group, reference):.4g}"
         dynamic, static = group[group["dynamic"] == True], group[group["dynamic"] == False]  # noqa: E712
@@ -124,9 +124,16 @@ def markdown(frame: pd.DataFrame, reference: dict[str, float] | None, stored: bo
     return "\n".join(lines) + "\n"
 
 
-def _table(frame: pd.DataFrame) -> str:
-    """Markdown with costs in millions (MMACs, M params) and accuracies to four places."""
-    shown = frame.copy()
+DYNAMIC_ONLY = ["num_bases", "reduction", "mode", "dynamic_width"]
+"""Spec fields that do nothing in a network without dynamic layers: shown as "-" there."""
+
+
+def _table(frame: pd.DataFrame, columns: list[str]) -> str:
+    """Markdown of ``columns`` with costs in millions (MMACs, M params), accuracies to four places
+    and "-" for the dynamic-only fields of static networks."""
+    shown = frame[columns].astype({c: object for c in DYNAMIC_ONLY if c in columns})
+    static = (frame["dynamic"] == False).to_numpy()  # noqa: E712 - None (unknown) is not static
+    shown.loc[static, [c for c in DYNAMIC_ONLY if c in columns]] = "-"
     for column, unit in (("macs", "MMACs"), ("params", "M params")):
         if column in shown.columns:
             shown[column] = shown[column] / 1e6
