@@ -32,30 +32,34 @@ def make_data(data: dict[str, Any]) -> Any:
     return getattr(dynsweep.data, data["class"])(**(data.get("init_args") or {}))
 
 
+def make_task(params: dict[str, Any], data: Any, **task_args: Any) -> Any:
+    """The trial's ClassificationTask: the model and spec of ``params``, sized for ``data``. The
+    sweep counts a trial's cost on this task too, so the two cannot disagree."""
+    from dynsweep.tasks import ClassificationTask
+
+    return ClassificationTask(
+        params["model"],
+        params["spec"],
+        num_classes=data.num_classes,
+        in_channels=data.in_channels,
+        small_input=params["small_input"],
+        image_size=data.image_size if isinstance(data.image_size, int) else data.image_size[0],
+        **task_args,
+    )
+
+
 def train(trial_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from dynsweep.tasks import ClassificationTask
-
     training = dict(params["training"])
     if training.get("threads"):
         torch.set_num_threads(int(training["threads"]))
     L.seed_everything(params["seed"], workers=True, verbose=False)
     data = make_data(params["data"])
-    size = data.image_size if isinstance(data.image_size, int) else data.image_size[0]
-    task_args = {k: v for k, v in training.items() if k not in TRAINER_KEYS and k != "threads"}
-    task = ClassificationTask(
-        params["model"],
-        params["spec"],
-        num_classes=data.num_classes,
-        in_channels=data.in_channels,
-        small_input=params["small_input"],
-        image_size=size,
-        **task_args,
-    )
+    task = make_task(params, data, **{k: v for k, v in training.items() if k not in TRAINER_KEYS and k != "threads"})
     curve: list[float] = []
     last_step = [-1]
     progress = trial_dir / "progress.jsonl"

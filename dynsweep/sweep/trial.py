@@ -67,21 +67,10 @@ def child_params(trial: optuna.Trial, config: SweepConfig, study_name: str) -> d
 
 def measure_cost(params: dict[str, Any]) -> tuple[int, int]:
     """MACs and parameters (dynsweep.cost.count, inference form, batch 1) at the data's size."""
-    from dynsweep.cost import count
-    from dynsweep.models import build_model
-    from dynsweep.sweep.child import make_data
+    from dynsweep.sweep.child import make_data, make_task
 
-    data = make_data(params["data"])
-    size = data.image_size if isinstance(data.image_size, int) else data.image_size[0]
-    model = build_model(
-        params["model"],
-        params["spec"],
-        num_classes=data.num_classes,
-        in_channels=data.in_channels,
-        small_input=params["small_input"],
-    )
-    report = count(model, (data.in_channels, size, size))
-    return report.macs, report.params
+    cost = make_task(params, make_data(params["data"])).cost
+    return cost.macs, cost.params
 
 
 def launch_child(trial_dir: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
