@@ -18,6 +18,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from torchmetrics import MetricCollection
 
 import dynsweep
 from dynsweep.cost import CostReport, count
@@ -77,7 +78,8 @@ def _differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[s
 
 
 class DynamicTask(L.LightningModule):
-    """Base of the tasks: subclasses build ``self.model`` and define ``architecture`` and ``decay``."""
+    """Base of the tasks: subclasses build ``self.model``, ``val_metrics`` and ``test_metrics`` and
+    define ``architecture``, ``decay`` and ``_evaluate``."""
 
     decay: str = "cosine"  # the learning-rate decay after warm-up, see WarmupSchedule
     model: torch.nn.Module
@@ -106,6 +108,17 @@ class DynamicTask(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate(self, batch: Any, metrics: MetricCollection, prefix: str) -> None:
+        """Log ``{prefix}_loss`` and update ``metrics`` on one batch (the subclass's loss and metrics)."""
+        raise NotImplementedError
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, "test")
 
     # ------------------------------------------------------------------ fit set-up
     def configure_callbacks(self) -> list[L.Callback]:

@@ -109,12 +109,6 @@ class ClassificationTask(DynamicTask):
         metrics.update(logits, labels)
         self.log_dict(metrics, on_epoch=True, prog_bar=prefix == "val")
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_metrics, "val")
-
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.test_metrics, "test")
-
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
         return torch.softmax(self.model(images), dim=1)
