@@ -68,8 +68,8 @@ def plot_fronts(
     for name, group in done.groupby(by, sort=True):
         color = colors[str(name)]
         ax.scatter(group[x], group[y], s=16, alpha=0.35, color=color, label=f"{name} trials")
-        front = pareto_front(group, {y: objectives[y], x: objectives[x]})
-        xs, ys = front.sort_values(x)[x].to_numpy(), front.sort_values(x)[y].to_numpy()
+        front = pareto_front(group, {y: objectives[y], x: objectives[x]}).sort_values(x)
+        xs, ys = front[x].to_numpy(), front[y].to_numpy()
         ax.step(xs, ys, where="post", color=color, linewidth=1.8, label=f"{name} front")
         ax.scatter(xs, ys, s=26, color=color, edgecolor="black", linewidth=0.5, zorder=3)
     marked = done[done["kind"].isin(list(KIND_MARKERS))] if "kind" in done.columns else done.iloc[:0]

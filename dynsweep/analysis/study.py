@@ -15,10 +15,7 @@ import sqlalchemy
 
 from dynsweep.analysis.pareto import AnalysisError, front_mask
 from dynsweep.models import DynamicSpec, get_model_entry, list_models
-from dynsweep.sweep.driver import make_storage
-
-REFERENCE_POINT = "reference_point"
-"""Study user attribute holding the hypervolume reference point, objective -> value."""
+from dynsweep.sweep.driver import REFERENCE_POINT, make_storage
 
 SPEC_FIELDS = list(DynamicSpec().to_dict())
 

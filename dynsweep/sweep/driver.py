@@ -32,6 +32,8 @@ from dynsweep.sweep.config import OBJECTIVES, SweepConfig, parse_config
 from dynsweep.sweep.trial import Log, run_trial
 
 OVER_BUDGET = "dynsweep:over_budget"
+REFERENCE_POINT = "reference_point"
+"""Study user attribute: the hypervolume reference point, objective -> value (dynsweep.analysis)."""
 
 # Heartbeats, metric names and the journal are "experimental" in Optuna's terms; we rely on them
 # deliberately, and run heartbeats with ask/tell (the heartbeat thread is started per trial here).
@@ -108,10 +110,10 @@ def open_study(
     raw = config.to_dict()
     if stored is None:
         study.set_user_attr("sweep_config", raw)
-    if config.reference_point is not None:  # the hypervolume reference of dynsweep.analysis
-        stored_point = study.user_attrs.get("reference_point")
+    if config.reference_point is not None:
+        stored_point = study.user_attrs.get(REFERENCE_POINT)
         if stored_point is None:
-            study.set_user_attr("reference_point", config.reference_point)
+            study.set_user_attr(REFERENCE_POINT, config.reference_point)
         elif stored_point != config.reference_point:
             raise SweepError(
                 f"reference_point: the study {name!r} stores {stored_point}, the spec says "
