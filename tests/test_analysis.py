@@ -4,10 +4,8 @@ the study, dominance, the figures' series, ``dynsweep sweep pareto`` and the not
 
 from __future__ import annotations
 
-import os
 import subprocess
 import warnings
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -24,6 +22,7 @@ from optuna.trial import TrialState  # noqa: E402
 
 from dynsweep import analysis  # noqa: E402
 from analysis_studies import add_trials, make_study, trial, two_architectures  # noqa: E402
+from sweep_command import dynsweep  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OBJECTIVES = {"val_acc1": "maximize", "macs": "minimize"}
@@ -319,11 +318,7 @@ def test_reading_never_writes_to_a_database_that_is_not_a_study(tmp_path):
 
 # --------------------------------------------------------------------------- dynsweep sweep pareto
 def run_pareto(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "dynsweep", "sweep", "pareto", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )
+    return dynsweep("pareto", *args, cwd=cwd, timeout=120)
 
 
 def test_pareto_command_writes_figures_csv_and_markdown(tmp_path, study):

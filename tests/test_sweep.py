@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 from dynsweep import analysis
 from dynsweep.sweep import SweepConfigError, SweepError, load_config
 from dynsweep.sweep.pruning import should_stop
+from sweep_command import dynsweep
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
@@ -51,20 +52,6 @@ def write(tmp_path: Path, spec: dict) -> Path:
     path = tmp_path / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
-
-
-def dynsweep(*args: str, cwd: Path, timeout: float = 150, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "dynsweep", "sweep", *args],
-        check=False,
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **kwargs,
-    )
 
 
 def fresh_name() -> str:
