@@ -1,0 +1,18 @@
+"""The GPU check script runs end to end on the CPU, so a lent GPU's minutes are not spent on its bugs."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import gpu_models_check
+
+
+def test_gpu_models_check_dry_run_passes_on_cpu(capsys: pytest.CaptureFixture[str]) -> None:
+    status = gpu_models_check.main(["--device", "cpu", "--quick", "--sections", "single", "fold"])
+    output = capsys.readouterr().out
+    assert status == 0, output
+    # 11 layer configurations x 3 modes of the batch-1 path, and two folded models at two batches.
+    lines = output.splitlines()
+    assert sum(line.startswith("[single]") for line in lines) == 33
+    assert sum(line.startswith("[fold]") for line in lines) == 4
+    assert "done: 0 failed check(s)" in output
