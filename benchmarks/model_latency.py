@@ -8,6 +8,12 @@ Both models run the same inference form, so the ratio measures dynamic convoluti
 else: eval mode, ``torch.inference_mode``, BatchNorm folded into the preceding convolution
 (``fold_batchnorm``; for the Dy model into the bases), and the same memory format for model and
 input (``--memory-format``: contiguous NCHW, channels-last NHWC, or both, each its own row).
+
+Each row also measures what bounds the speed-up of any exact float32 implementation of the
+preset: its static twin ``fix_*`` (the same convolutions with one kernel each, no predictor)
+plus one read of every base (each dynamic layer must read its ``num_bases`` kernels to fuse
+them). ``bound = baseline / (Fix + read)``: a target above it cannot be met on this machine
+by a faster operator, only by a cheaper preset or lower-precision bases.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from torch import nn
 
 from benchmarks.timing import interleaved_medians
 from dynsweep.models import build_model
-from dynsweep.nn import fold_batchnorm
+from dynsweep.nn import DynamicConv2d, fold_batchnorm
 
 MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
@@ -32,6 +38,11 @@ class LatencyPair:
     baseline: str
     paper_speedup: float | None
     target_speedup: float
+
+    @property
+    def static_twin(self) -> str:
+        """The preset's ``fix_*`` twin: the same channels and groups, static kernels."""
+        return self.preset.replace("dy_", "fix_", 1)
 
 
 PAIRS = [
@@ -62,11 +73,35 @@ def measure(pair: LatencyPair, repeats: int, memory_format: str = "contiguous") 
     layout = MEMORY_FORMATS[memory_format]
     baseline = inference_form(getattr(torchvision.models, pair.baseline)(weights=None), layout)
     dynamic = inference_form(build_model(pair.preset), layout)
+    static_twin = inference_form(build_model(pair.static_twin), layout)
     x = torch.randn(1, 3, 224, 224).contiguous(memory_format=layout)
+    bases = [m.weight for m in dynamic.modules() if isinstance(m, DynamicConv2d)]
+
+    def read_bases() -> None:
+        with torch.inference_mode():
+            for weight in bases:
+                weight.sum()
+
     times = interleaved_medians(
-        {"baseline": _inference(baseline, x), "dynamic": _inference(dynamic, x)}, repeats, warmup=3
+        {
+            "baseline": _inference(baseline, x),
+            "dynamic": _inference(dynamic, x),
+            "static_twin": _inference(static_twin, x),
+            "read_bases": read_bases,
+        },
+        repeats,
+        warmup=3,
     )
-    return dict(pair=pair, baseline_ms=times["baseline"] * 1e3, dynamic_ms=times["dynamic"] * 1e3)
+    ms = {name: seconds * 1e3 for name, seconds in times.items()}
+    return dict(
+        pair=pair,
+        baseline_ms=ms["baseline"],
+        dynamic_ms=ms["dynamic"],
+        static_twin_ms=ms["static_twin"],
+        read_bases_ms=ms["read_bases"],
+        bases_mb=sum(w.numel() * w.element_size() for w in bases) / 1e6,
+        bound=ms["baseline"] / (ms["static_twin"] + ms["read_bases"]),
+    )
 
 
 def main(argv: list[str] | None = None) -> bool:
@@ -80,7 +115,10 @@ def main(argv: list[str] | None = None) -> bool:
         f"Batch-1 CPU inference at 224x224, eager, BatchNorm folded in both models, "
         f"{torch.get_num_threads()} threads, median of {args.repeats}"
     )
-    print(f"{'model':18s} {'format':13s} {'baseline':>10s} {'Dy':>10s} {'speed-up':>9s} {'paper':>6s} {'target':>7s}")
+    print(
+        f"{'model':18s} {'format':13s} {'baseline':>10s} {'Dy':>10s} {'speed-up':>9s} {'paper':>6s} "
+        f"{'target':>7s}       {'Fix':>8s} {'read':>7s} {'bases':>7s} {'bound':>6s}"
+    )
     ok = True
     for pair in PAIRS:
         if args.only and pair.preset not in args.only:
@@ -93,7 +131,9 @@ def main(argv: list[str] | None = None) -> bool:
             paper = f"{pair.paper_speedup:.2f}x" if pair.paper_speedup else "  -  "
             print(
                 f"{pair.preset:18s} {memory_format:13s} {row['baseline_ms']:8.1f}ms {row['dynamic_ms']:8.1f}ms "
-                f"{speedup:8.2f}x {paper:>6s} {pair.target_speedup:6.1f}x {'PASS' if passed else 'MISS'}",
+                f"{speedup:8.2f}x {paper:>6s} {pair.target_speedup:6.1f}x {'PASS' if passed else 'MISS'}  "
+                f"{row['static_twin_ms']:6.1f}ms {row['read_bases_ms']:5.1f}ms {row['bases_mb']:5.0f}MB "
+                f"{row['bound']:5.2f}x",
                 flush=True,
             )
     return ok
