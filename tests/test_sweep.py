@@ -126,6 +126,16 @@ def test_sqlite_refuses_several_workers(tmp_path):
     assert "PostgreSQL" in done.stderr and "journal:" in done.stderr
 
 
+def test_journal_storage_creates_its_folder(tmp_path):
+    """``--storage journal:runs/NAME.log`` works before ``runs/`` exists, as the SQLite default does."""
+    from dynsweep.sweep.driver import make_storage
+
+    path = tmp_path / "runs" / "nested" / "study.log"
+    storage = make_storage(f"journal:{path}")
+    optuna.create_study(storage=storage, study_name="s").optimize(lambda t: t.suggest_float("x", 0, 1), 2)
+    assert path.is_file() and len(optuna.load_study(study_name="s", storage=make_storage(f"journal:{path}")).trials) == 2
+
+
 def test_dominance_rule():
     def trial(number, curve, macs):
         return optuna.trial.create_trial(

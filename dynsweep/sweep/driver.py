@@ -62,7 +62,9 @@ def make_storage(url: str, config: SweepConfig | None = None) -> optuna.storages
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        return JournalStorage(JournalFileBackend(url[len("journal:") :]))
+        path = Path(url[len("journal:") :])
+        path.parent.mkdir(parents=True, exist_ok=True)  # as for SQLite: runs/ need not exist yet
+        return JournalStorage(JournalFileBackend(str(path)))
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     storage = config.storage if config is not None else None
