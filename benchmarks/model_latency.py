@@ -9,11 +9,15 @@ else: eval mode, ``torch.inference_mode``, BatchNorm folded into the preceding c
 (``fold_batchnorm``; for the Dy model into the bases), and the same memory format for model and
 input (``--memory-format``: contiguous NCHW, channels-last NHWC, or both, each its own row).
 
-Each row also measures what bounds the speed-up of any exact float32 implementation of the
-preset: its static twin ``fix_*`` (the same convolutions with one kernel each, no predictor)
-plus one read of every base (each dynamic layer must read its ``num_bases`` kernels to fuse
-them). ``bound = baseline / (Fix + read)``: a target above it cannot be met on this machine
-by a faster operator, only by a cheaper preset or lower-precision bases.
+Each row also estimates what bounds the speed-up of an implementation that, like ours, fuses
+each kernel and then runs a static convolution with it: the preset's static twin ``fix_*``
+(the same convolutions with one kernel each, no predictor) plus one read of every base (each
+dynamic layer reads its ``num_bases`` kernels to fuse them). ``bound = baseline / (Fix + read)``.
+It is an estimate, not a proof: a convolution faster than the twin's (our 1x1 layers run as
+matrix products), or fusion overlapped with the convolution, could pass it; the read of the
+twin's own kernels (1 / num_bases of the bases) is counted twice; and the predictors cost more
+than nothing. A target well above it needs a cheaper preset, fewer or lower-precision bases, or
+such an overlapped kernel, not a faster fuse-then-convolve operator.
 """
 
 from __future__ import annotations

@@ -10,12 +10,13 @@ kernel fusion per sample and the convolution, the least arithmetic of any exact 
 much more arithmetic the dynamic layer does; where it exceeds the target, meeting the target needs
 the extra work (mostly the predictor's matrix products) to run faster per MAC than the convolution.
 
-At inference, each row also times what any exact fused-kernel layer must do beyond the static
+At inference, each row also times what a fuse-then-convolve layer does beyond the static
 convolution: read its ``num_bases`` kernels once and pool its input once (the coefficients need
-the pooled input before the fused kernel exists). ``floor = (static + read + pool) / static`` is
+the pooled input before the fused kernel exists), each as one eager op. ``floor = (static + read + pool) / static`` is
 the ratio a dynamic layer would reach if the predictor's products, the fusion arithmetic and
-every extra op cost nothing. (A 1x1 dynamic layer, run as a matrix product, can beat the
-floor: its product is faster than ``nn.Conv2d``'s.)
+every other op cost nothing: an estimate of the best such a layer can do in eager PyTorch. (A
+1x1 dynamic layer, run as a matrix product, can beat it: its product is faster than
+``nn.Conv2d``'s.)
 """
 
 from __future__ import annotations

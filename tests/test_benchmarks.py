@@ -1,4 +1,5 @@
-"""The GPU check script runs end to end on the CPU, so a lent GPU's minutes are not spent on its bugs."""
+"""The GPU check script's exactness sections (batch-1 path, BatchNorm folding) pass on the CPU, so a
+lent GPU's minutes are not spent on their bugs; the timing sections run only in a dry run by hand."""
 
 from __future__ import annotations
 

@@ -33,9 +33,11 @@ def autocast_disabled(device_type: str) -> contextlib.AbstractContextManager:
 
 
 def plain_inference(x: Tensor) -> bool:
-    """True where no autograd, autocast or graph capture is active: eager inference may skip them.
+    """True where no autograd, autocast or compiler tracing is active: eager inference may skip them.
 
     The batch-1 fast paths key on this; any other call takes the general, differentiable path.
+    CUDA-graph capture may take the fast path: it has no host synchronisation, and replay equals
+    eager (docs/gpu.md).
     """
     if torch.is_grad_enabled() or torch.compiler.is_compiling():
         return False
