@@ -85,6 +85,7 @@ def fresh_name() -> str:
         ({"reference_point": {"val_acc1": 0.0, "macs": "big"}}, "reference_point.macs: must be a number"),
         ({"sampler": "cmaes"}, "unknown sampler 'cmaes'; allowed: nsga2, tpe, gp, random"),
         ({"budget": {"n_trials": 0}}, "budget.n_trials: must be a positive integer"),
+        ({"budget": {"reuse_duplicates": "yes"}}, "budget.reuse_duplicates: must be true or false, got 'yes'"),
         (
             {"constraints": {"max_flops": 3}},
             "constraints.max_flops: unknown field; allowed: max_macs, max_params",
@@ -210,6 +211,35 @@ def test_quickstart_end_to_end_short(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_duplicate_trial_reuses_the_finished_result(tmp_path):
+    """A space of one point: the first trial trains; the sampler's repeats are told its values."""
+    one_point = [{"model": "resnet18", "base": {"width_mult": 0.125}, "space": {"num_bases": [2], "stages": [[3]]}}]
+    spec = tiny_spec("dup", architectures=one_point, budget={"n_trials": 3})
+    done = dynsweep("run", str(write(tmp_path, spec)), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("the same training as trial 0: its result reused, not retrained") == 2
+    first, *repeats = optuna.load_study(study_name="dup", storage=f"sqlite:///{tmp_path / 'runs' / 'dup.db'}").trials
+    assert first.state == TrialState.COMPLETE and "duplicate_of" not in first.user_attrs
+    for trial in repeats:
+        assert trial.state == TrialState.COMPLETE and trial.values == first.values
+        assert trial.user_attrs["duplicate_of"] == 0 and trial.user_attrs["dir"] == first.user_attrs["dir"]
+        assert trial.user_attrs["child_params"] == first.user_attrs["child_params"]  # replay: the same run
+    assert sorted(p.name for p in (tmp_path / "runs" / "dup").iterdir()) == ["trial_0000"]
+    frame = analysis.load(f"sqlite:///{tmp_path / 'runs' / 'dup.db'}", "dup")
+    assert frame["duplicate_of"].tolist()[1:] == [0, 0]
+    assert frame["on_front"].tolist() == [True, False, False]  # one point, listed once
+    assert "Pareto front (val_acc1 vs macs): 1 trials" in done.stdout
+
+    # Opting out trains every repeat, each with its own seed.
+    spec = tiny_spec("dup_off", architectures=one_point, budget={"n_trials": 2, "reuse_duplicates": False})
+    done = dynsweep("run", str(write(tmp_path, spec)), cwd=tmp_path)
+    assert done.returncode == 0 and "reused" not in done.stdout
+    trials = optuna.load_study(study_name="dup_off", storage=f"sqlite:///{tmp_path / 'runs' / 'dup_off.db'}").trials
+    assert len({t.user_attrs["seed"] for t in trials}) == 2 and not any("duplicate_of" in t.user_attrs for t in trials)
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
     spec = tiny_spec(
@@ -245,7 +275,8 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
 def test_two_workers_on_postgresql_finish_one_study(tmp_path):
     pytest.importorskip("psycopg")
     name = fresh_name()
-    path = write(tmp_path, tiny_spec(name, budget={"n_trials": 4}))
+    # Every trial trains (a 4-point space repeats points): each has a directory of its own.
+    path = write(tmp_path, tiny_spec(name, budget={"n_trials": 4, "reuse_duplicates": False}))
     done = dynsweep("run", str(path), "--storage", POSTGRES, "--workers", "2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     study = optuna.load_study(study_name=name, storage=POSTGRES)

@@ -51,13 +51,16 @@ def losses(frame: pd.DataFrame, objectives: Objectives) -> np.ndarray:
 
 def eligible(frame: pd.DataFrame, objectives: Objectives | None = None) -> pd.Series:
     """Rows that can be on a front: COMPLETE, feasible, every objective known (not NaN; an infinite
-    value is a value, as in Optuna's ``best_trials``)."""
+    value is a value, as in Optuna's ``best_trials``), and not a reused duplicate (its original,
+    the same point, stands for it)."""
     objectives = objectives_of(frame, objectives)
     mask = pd.Series(True, index=frame.index)
     if "state" in frame.columns:
         mask &= frame["state"] == "COMPLETE"
     if "feasible" in frame.columns:
         mask &= frame["feasible"].astype(bool)
+    if "duplicate_of" in frame.columns:
+        mask &= frame["duplicate_of"].isna()
     return mask & ~np.isnan(losses(frame, objectives)).any(axis=1)
 
 

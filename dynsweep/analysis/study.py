@@ -31,7 +31,10 @@ BASE_COLUMNS = [
     "on_front",
     "on_arch_front",
 ]
-TAIL_COLUMNS = ["seed", "dir", "curve", "epochs", "wall_seconds", "infeasible", "fail_reason", "started", "completed"]
+TAIL_COLUMNS = [
+    *("seed", "dir", "curve", "epochs", "wall_seconds"),
+    *("infeasible", "fail_reason", "duplicate_of", "started", "completed"),
+]
 
 
 def read_study(storage: str | optuna.storages.BaseStorage, study: str) -> optuna.Study:
@@ -80,8 +83,8 @@ def from_study(study: optuna.Study) -> pd.DataFrame:
     dynamic (any dynamic layer), feasible (within the constraints), on_front (over all trials),
     on_arch_front (within the architecture), one column per objective, macs and params, one per
     DynamicSpec field (lists as JSON text, so they group and compare), seed, dir, curve (validation
-    accuracy per epoch), epochs, wall_seconds, infeasible and fail_reason (the reasons), started
-    and completed. ``frame.attrs`` holds the study name, the objectives with their directions and
+    accuracy per epoch), epochs, wall_seconds, infeasible and fail_reason (the reasons),
+    duplicate_of (the trial whose result a duplicate reused), started and completed. ``frame.attrs`` holds the study name, the objectives with their directions and
     the stored reference point (if any).
     """
     objectives = objectives_of_study(study)
@@ -142,6 +145,7 @@ def _row(trial: optuna.trial.FrozenTrial, names: list[str]) -> dict[str, Any]:
         wall_seconds=attrs.get("wall_seconds"),
         infeasible=attrs.get("infeasible"),
         fail_reason=attrs.get("fail_reason"),
+        duplicate_of=attrs.get("duplicate_of"),
         started=trial.datetime_start,
         completed=trial.datetime_complete,
     )

@@ -110,6 +110,7 @@ class SweepConfig:
     sampler_options: dict[str, Any] = field(default_factory=dict)
     n_trials: int = 12
     timeout: float | None = None
+    reuse_duplicates: bool = True
     training: dict[str, Any] = field(default_factory=lambda: dict(TRAINING_DEFAULTS))
     data: dict[str, Any] = field(default_factory=lambda: {"class": "EmbeddedDigitsDataModule"})
     seed: int = 0
@@ -290,9 +291,12 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
         raise _fail(f"{source}: sampler", f"unknown sampler {sampler!r}; allowed: {', '.join(SAMPLERS)}")
 
     budget = _mapping(f"{source}: budget", raw.get("budget") or {})
-    _check_keys(f"{source}: budget", budget, ("n_trials", "timeout"))
+    _check_keys(f"{source}: budget", budget, ("n_trials", "timeout", "reuse_duplicates"))
     n_trials = _positive(f"{source}: budget.n_trials", budget.get("n_trials", 12))
     timeout = _positive(f"{source}: budget.timeout", budget.get("timeout"), float, True)
+    reuse_duplicates = budget.get("reuse_duplicates", True)
+    if not isinstance(reuse_duplicates, bool):
+        raise _fail(f"{source}: budget.reuse_duplicates", f"must be true or false, got {reuse_duplicates!r}")
 
     training = {**TRAINING_DEFAULTS, **_mapping(f"{source}: training", raw.get("training") or {})}
     _check_keys(f"{source}: training", training, TRAINING_KEYS)
@@ -351,6 +355,7 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
         sampler_options,
         n_trials,
         timeout,
+        reuse_duplicates,
         training,
         data,
         seed,

@@ -153,7 +153,11 @@ def config_from_dict(raw: dict[str, Any]) -> SweepConfig:
         "objectives": values["objectives"],
         "constraints": {"max_macs": values["max_macs"], "max_params": values["max_params"]},
         "sampler": {"name": values["sampler"], **values["sampler_options"]},
-        "budget": {"n_trials": values["n_trials"], "timeout": values["timeout"]},
+        "budget": {
+            "n_trials": values["n_trials"],
+            "timeout": values["timeout"],
+            "reuse_duplicates": values.get("reuse_duplicates", True),  # studies before it: reuse
+        },
         "training": values["training"],
         "data": values["data"],
         "seed": values["seed"],

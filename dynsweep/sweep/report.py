@@ -30,7 +30,7 @@ def status_text(study: optuna.Study, config: SweepConfig, table: bool = True) ->
     if not table:
         return "\n".join(lines)
     front = (
-        sorted(study.best_trials, key=lambda t: t.values[1])
+        sorted((t for t in study.best_trials if "duplicate_of" not in t.user_attrs), key=lambda t: t.values[1])
         if any(t.state.name == "COMPLETE" for t in counted)
         else []
     )

@@ -6,7 +6,9 @@ attribute ``infeasible`` (the reason) and is not trained. Training runs in
 ``python -m dynsweep.sweep.child TRIAL_DIR`` (its own process and directory: ``params.json``,
 ``child.log``, ``progress.jsonl``, ``metrics.json``, ``lightning_logs/``, ``checkpoints/``), so an
 exception, a NaN loss or a killed child fails that trial only: it is told ``FAIL`` with the user
-attribute ``fail_reason`` and the sweep goes on.
+attribute ``fail_reason`` and the sweep goes on. A trial whose training a COMPLETE trial already
+did (same model, spec, training and data; ``budget.reuse_duplicates``, on by default) is told that
+trial's values with the user attribute ``duplicate_of`` and is not trained again.
 """
 
 from __future__ import annotations
@@ -97,6 +99,52 @@ def read_progress(trial_dir: Path) -> list[dict[str, Any]]:
     return lines
 
 
+def _training_key(params: dict[str, Any]) -> str:
+    """What makes two trials the same training, up to the seed (a preset's name does not count)."""
+    return json.dumps({k: v for k, v in params.items() if k not in ("seed", "preset")}, sort_keys=True)
+
+
+def finished_twin(study: optuna.Study, params: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
+    """The first COMPLETE trial that trained the same model, spec, training and data, if any."""
+    key = _training_key(params)
+    for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if "child_params" in other.user_attrs and _training_key(other.user_attrs["child_params"]) == key:
+            return other
+    return None
+
+
+def reuse_result(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    twin: optuna.trial.FrozenTrial,
+    params: dict[str, Any],
+    trial_dir: Path,
+    start: float,
+    log: Log,
+) -> TrialState:
+    """Tell ``trial`` its finished twin's values instead of training the same thing again.
+
+    Samplers over small discrete spaces propose points already trained (NSGA-II's first
+    generations, TPE late in a study); Optuna evaluates them again. The trial keeps the twin's
+    seed, curve and directory, so ``replay`` of either retrains the same run.
+    """
+    original = twin.user_attrs.get("duplicate_of", twin.number)
+    trial.set_user_attr("duplicate_of", original)
+    trial.set_user_attr("seed", twin.user_attrs["seed"])
+    trial.set_user_attr("child_params", {**params, "seed": twin.user_attrs["seed"]})
+    trial.set_user_attr("curve", twin.user_attrs.get("curve", []))
+    trial.set_user_attr("dir", twin.user_attrs.get("dir"))
+    trial.set_user_attr("wall_seconds", time.time() - start)
+    try:
+        trial_dir.rmdir()  # made for a training that does not happen
+    except OSError:
+        pass
+    study.tell(trial, twin.values)
+    label = params["preset"] or params["model"]
+    log(f"trial {trial.number} ({label}): the same training as trial {original}: its result reused, not retrained")
+    return TrialState.COMPLETE
+
+
 def describe_exit(code: int) -> str:
     if code < 0:
         try:
@@ -133,9 +181,12 @@ def run_trial(
         return fail(f"{type(error).__name__}: {error}")
     trial.set_user_attr("macs", macs)
     trial.set_user_attr("params", n_params)
+    label = params["preset"] or params["model"]
+    twin = finished_twin(study, params) if config.reuse_duplicates else None
+    if twin is not None:
+        return reuse_result(study, trial, twin, params, trial_dir, start, log)
     trial.set_user_attr("child_params", params)
     (trial_dir / "params.json").write_text(json.dumps(params, indent=2))
-    label = params["preset"] or params["model"]
     for limit, value, name in ((config.max_macs, macs, "MACs"), (config.max_params, n_params, "parameters")):
         if limit is not None and value > limit:
             reason = f"{name} {value:,} over the budget {limit:,.0f}"
