@@ -13,10 +13,10 @@ Each row also estimates what bounds the speed-up of an implementation that, like
 each kernel and then runs a static convolution with it: the preset's static twin ``fix_*``
 (the same convolutions with one kernel each, no predictor) plus one read of every base (each
 dynamic layer reads its ``num_bases`` kernels to fuse them). ``bound = baseline / (Fix + read)``.
-It is an estimate, not a proof: a convolution faster than the twin's (our 1x1 layers run as
-matrix products), or fusion overlapped with the convolution, could pass it; the read of the
-twin's own kernels (1 / num_bases of the bases) is counted twice; and the predictors cost more
-than nothing. A target well above it needs a cheaper preset, fewer or lower-precision bases, or
+It is an estimate, not a proof: a convolution faster than the twin's, or fusion overlapped with
+the convolution, could pass it (our 1x1 layers run as matrix products; the twins run that way
+gain 4-11%, still below every target: 2026-11-27, docs/bench_cpu.txt); and the predictors cost
+more than nothing. A target well above it needs a cheaper preset, fewer or lower-precision bases, or
 such an overlapped kernel, not a faster fuse-then-convolve operator.
 """
 
