@@ -16,8 +16,8 @@ dynamic layer reads its ``num_bases`` kernels to fuse them). ``bound = baseline 
 It is an estimate, not a proof: a convolution faster than the twin's, or fusion overlapped with
 the convolution, could pass it (our 1x1 layers run as matrix products; the twins run that way
 gain 4-11%, still below every target: 2026-11-27, docs/bench_cpu.txt); and the predictors cost
-more than nothing. A target well above it needs a cheaper preset, fewer or lower-precision bases, or
-such an overlapped kernel, not a faster fuse-then-convolve operator.
+more than nothing. A target well above it needs a cheaper preset, fewer or lower-precision
+bases, or such an overlapped kernel, not a faster fuse-then-convolve operator.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 import torchvision
 from torch import nn
 
-from benchmarks.timing import interleaved_medians
+from benchmarks.timing import inference_step, interleaved_medians, without_autograd
 from dynsweep.models import build_model
 from dynsweep.nn import DynamicConv2d, fold_batchnorm
 
@@ -57,16 +57,6 @@ PAIRS = [
 ]
 
 
-def _inference(model: nn.Module, x: torch.Tensor):
-    model.eval()
-
-    def run() -> None:
-        with torch.inference_mode():
-            model(x)
-
-    return run
-
-
 def inference_form(model: nn.Module, memory_format: torch.memory_format) -> nn.Module:
     """The benchmarked form of either model: BatchNorm folded, in ``memory_format``."""
     return fold_batchnorm(model).to(memory_format=memory_format)
@@ -82,16 +72,15 @@ def measure(pair: LatencyPair, repeats: int, memory_format: str = "contiguous") 
     bases = [m.weight for m in dynamic.modules() if isinstance(m, DynamicConv2d)]
 
     def read_bases() -> None:
-        with torch.inference_mode():
-            for weight in bases:
-                weight.sum()
+        for weight in bases:
+            weight.sum()
 
     times = interleaved_medians(
         {
-            "baseline": _inference(baseline, x),
-            "dynamic": _inference(dynamic, x),
-            "static_twin": _inference(static_twin, x),
-            "read_bases": read_bases,
+            "baseline": inference_step(baseline, x),
+            "dynamic": inference_step(dynamic, x),
+            "static_twin": inference_step(static_twin, x),
+            "read_bases": without_autograd(read_bases),
         },
         repeats,
         warmup=3,

@@ -12,11 +12,11 @@ the extra work (mostly the predictor's matrix products) to run faster per MAC th
 
 At inference, each row also times what a fuse-then-convolve layer does beyond the static
 convolution: read its ``num_bases`` kernels once and pool its input once (the coefficients need
-the pooled input before the fused kernel exists), each as one eager op. ``floor = (static + read + pool) / static`` is
-the ratio a dynamic layer would reach if the predictor's products, the fusion arithmetic and
-every other op cost nothing: an estimate of the best such a layer can do in eager PyTorch. (A
-1x1 dynamic layer, run as a matrix product, can beat it: its product is faster than
-``nn.Conv2d``'s.)
+the pooled input before the fused kernel exists), each as one eager op.
+``floor = (static + read + pool) / static`` is the ratio a dynamic layer would reach if the
+predictor's products, the fusion arithmetic and every other op cost nothing: an estimate of the
+best such a layer can do in eager PyTorch. (A 1x1 dynamic layer, run as a matrix product, can
+beat it: its product is faster than ``nn.Conv2d``'s.)
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from benchmarks.layer_shapes import ALL_SHAPES, ConvShape
-from benchmarks.timing import interleaved_medians
+from benchmarks.timing import inference_step, interleaved_medians, without_autograd
 from dynsweep.cost import count
 from dynsweep.nn import DynamicConv2d, choose_strategy
 
@@ -41,24 +41,6 @@ def _layers(shape: ConvShape, num_bases: int) -> tuple[nn.Conv2d, DynamicConv2d]
     static = nn.Conv2d(*args, groups=shape.groups, bias=False)
     dynamic = DynamicConv2d(*args, groups=shape.groups, num_bases=num_bases)
     return static, dynamic
-
-
-def _inference_step(layer: nn.Module, x: torch.Tensor):
-    layer.eval()
-
-    def run() -> None:
-        with torch.inference_mode():
-            layer(x)
-
-    return run
-
-
-def _without_autograd(fn):
-    def run() -> None:
-        with torch.inference_mode():
-            fn()
-
-    return run
 
 
 def _training_step(layer: nn.Module, x: torch.Tensor):
@@ -82,7 +64,7 @@ def measure(
     memory_format: torch.memory_format = torch.contiguous_format,
 ) -> list[dict]:
     """One row per layer shape: static and dynamic medians, their ratio and the chosen strategy."""
-    step = _inference_step if setting == "inference" else _training_step
+    step = inference_step if setting == "inference" else _training_step
     rows = []
     for shape in shapes:
         torch.manual_seed(0)
@@ -94,8 +76,8 @@ def measure(
         macs_ratio = count(dynamic, tuple(x.shape)).macs / count(static, tuple(x.shape)).macs
         steps = {"static": step(static, x), "dynamic": step(dynamic, x)}
         if setting == "inference":
-            steps["read_bases"] = _without_autograd(dynamic.weight.sum)
-            steps["pool_input"] = _without_autograd(lambda: x.mean(dim=(2, 3)))
+            steps["read_bases"] = without_autograd(dynamic.weight.sum)
+            steps["pool_input"] = without_autograd(lambda: x.mean(dim=(2, 3)))
         times = interleaved_medians(steps, repeats)
         floor = None
         if setting == "inference":

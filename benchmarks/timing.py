@@ -6,6 +6,9 @@ import statistics
 import time
 from collections.abc import Callable
 
+import torch
+from torch import nn
+
 
 def interleaved_medians(candidates: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
     """Median wall time in seconds of each candidate, timed round-robin ``repeats`` times."""
@@ -19,3 +22,19 @@ def interleaved_medians(candidates: dict[str, Callable[[], object]], repeats: in
             fn()
             samples[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def without_autograd(fn: Callable[[], object]) -> Callable[[], None]:
+    """``fn`` as a timing candidate run under ``torch.inference_mode``."""
+
+    def run() -> None:
+        with torch.inference_mode():
+            fn()
+
+    return run
+
+
+def inference_step(module: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """One eval-mode forward of ``module`` on ``x`` without autograd, as a timing candidate."""
+    module.eval()
+    return without_autograd(lambda: module(x))
