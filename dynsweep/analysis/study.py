@@ -32,8 +32,16 @@ BASE_COLUMNS = [
     "on_arch_front",
 ]
 TAIL_COLUMNS = [
-    *("seed", "dir", "curve", "epochs", "wall_seconds"),
-    *("infeasible", "fail_reason", "duplicate_of", "started", "completed"),
+    "seed",
+    "dir",
+    "curve",
+    "epochs",
+    "wall_seconds",
+    "infeasible",
+    "fail_reason",
+    "duplicate_of",
+    "started",
+    "completed",
 ]
 
 
@@ -84,8 +92,9 @@ def from_study(study: optuna.Study) -> pd.DataFrame:
     on_arch_front (within the architecture), one column per objective, macs and params, one per
     DynamicSpec field (lists as JSON text, so they group and compare), seed, dir, curve (validation
     accuracy per epoch), epochs, wall_seconds, infeasible and fail_reason (the reasons),
-    duplicate_of (the trial whose result a duplicate reused), started and completed. ``frame.attrs`` holds the study name, the objectives with their directions and
-    the stored reference point (if any).
+    duplicate_of (the trial whose result a duplicate reused), started and completed.
+    ``frame.attrs`` holds the study name, the objectives with their directions and the stored
+    reference point (if any).
     """
     objectives = objectives_of_study(study)
     names = list(objectives)

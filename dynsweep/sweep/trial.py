@@ -13,6 +13,7 @@ trial's values with the user attribute ``duplicate_of`` and is not trained again
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -135,10 +136,8 @@ def reuse_result(
     trial.set_user_attr("curve", twin.user_attrs.get("curve", []))
     trial.set_user_attr("dir", twin.user_attrs.get("dir"))
     trial.set_user_attr("wall_seconds", time.time() - start)
-    try:
+    with contextlib.suppress(OSError):  # a re-queued trial's directory may hold files
         trial_dir.rmdir()  # made for a training that does not happen
-    except OSError:
-        pass
     study.tell(trial, twin.values)
     label = params["preset"] or params["model"]
     log(f"trial {trial.number} ({label}): the same training as trial {original}: its result reused, not retrained")
@@ -181,12 +180,12 @@ def run_trial(
         return fail(f"{type(error).__name__}: {error}")
     trial.set_user_attr("macs", macs)
     trial.set_user_attr("params", n_params)
-    label = params["preset"] or params["model"]
     twin = finished_twin(study, params) if config.reuse_duplicates else None
     if twin is not None:
         return reuse_result(study, trial, twin, params, trial_dir, start, log)
     trial.set_user_attr("child_params", params)
     (trial_dir / "params.json").write_text(json.dumps(params, indent=2))
+    label = params["preset"] or params["model"]
     for limit, value, name in ((config.max_macs, macs, "MACs"), (config.max_params, n_params, "parameters")):
         if limit is not None and value > limit:
             reason = f"{name} {value:,} over the budget {limit:,.0f}"
