@@ -49,6 +49,17 @@ def test_embedded_split_is_fixed_stratified_and_disjoint():
     assert not torch.equal(val, embedded.split_indices("val", seed=1))
 
 
+def test_embedded_train_per_class_keeps_a_stratified_subset_and_the_same_validation():
+    _, labels = embedded.load_digits()
+    full = set(embedded.split_indices("train").tolist())
+    small = embedded.split_indices("train", train_per_class=100)
+    assert torch.bincount(labels[small]).tolist() == [100] * 10
+    assert set(small.tolist()) <= full
+    assert torch.equal(embedded.split_indices("val", train_per_class=100), embedded.split_indices("val"))
+    with pytest.raises(ValueError, match="train_per_class"):
+        embedded.split_indices("train", train_per_class=0)
+
+
 def test_embedded_digits_augment_train_only():
     train, val = EmbeddedDigits("train"), EmbeddedDigits("val")
     assert train.images.shape[-1] == 32 and val.images.shape[-1] == 28  # padded by 2 for the crop

@@ -66,12 +66,20 @@ def load_digits() -> tuple[Tensor, Tensor]:
     return images, labels
 
 
-def split_indices(split: str, val_fraction: float = 0.1, seed: int = 0) -> Tensor:
-    """Indices of the ``"train"`` or ``"val"`` digits: a fixed, seeded, per-class split."""
+def split_indices(
+    split: str, val_fraction: float = 0.1, seed: int = 0, train_per_class: int | None = None
+) -> Tensor:
+    """Indices of the ``"train"`` or ``"val"`` digits: a fixed, seeded, per-class split.
+
+    ``train_per_class`` keeps only the first that many training digits of each class (a harder,
+    data-poor task); the validation digits are the same whatever it is.
+    """
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be strictly between 0 and 1, got {val_fraction!r}")
+    if train_per_class is not None and (isinstance(train_per_class, bool) or train_per_class < 1):
+        raise ValueError(f"train_per_class must be a positive integer or None, got {train_per_class!r}")
     _, labels = load_digits()
     rng = np.random.default_rng(seed)
     chosen = []
@@ -79,7 +87,7 @@ def split_indices(split: str, val_fraction: float = 0.1, seed: int = 0) -> Tenso
         members = np.flatnonzero(labels.numpy() == digit)
         members = members[rng.permutation(len(members))]
         num_val = max(1, round(len(members) * val_fraction))
-        chosen.append(members[-num_val:] if split == "val" else members[:-num_val])
+        chosen.append(members[-num_val:] if split == "val" else members[:-num_val][:train_per_class])
     chosen = np.concatenate(chosen)
     # The package stores the digits sorted by class: shuffle (seeded) so that any prefix of the
     # split, e.g. under limit_val_batches, holds every class.
@@ -90,7 +98,8 @@ class EmbeddedDigits(Dataset):
     """One split of the embedded digits: ``(image float32 [1, 28, 28] normalised, label int64)``.
 
     ``augment`` (default: on for ``"train"``) crops a random 28 x 28 window of the image padded
-    by ``padding`` pixels of background. The whole split is normalised once, up front.
+    by ``padding`` pixels of background. ``train_per_class`` keeps that many training digits per
+    class (:func:`split_indices`). The whole split is normalised once, up front.
     """
 
     num_classes = NUM_CLASSES
@@ -104,13 +113,14 @@ class EmbeddedDigits(Dataset):
         val_fraction: float = 0.1,
         seed: int = 0,
         padding: int = 2,
+        train_per_class: int | None = None,
     ) -> None:
         if padding < 0:
             raise ValueError(f"padding must be >= 0, got {padding}")
         self.split = split
         self.augment = split == "train" if augment is None else augment
         self.padding = padding if self.augment else 0
-        self.indices = split_indices(split, val_fraction, seed)
+        self.indices = split_indices(split, val_fraction, seed, train_per_class)
         images, labels = load_digits()
         pixels = images[self.indices].unsqueeze(1).float().div_(255)
         pixels = torch.nn.functional.pad(pixels, [self.padding] * 4)  # background is 0 before normalising
