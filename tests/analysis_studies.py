@@ -1,5 +1,5 @@
-"""Hand-made studies with the user attributes ``dynsweep sweep`` writes (dynsweep.sweep.trial),
-for the analysis tests and the notebooks' test."""
+"""Hand-made studies with the records ``dynsweep sweep`` writes (dynsweep.sweep.record), for the
+analysis tests and the notebooks' test."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Any
 import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
+
+from dynsweep.sweep.record import StudyRecord, TrialRecord
 
 SPACE = {"num_bases": [1, 2, 4], "stages": [[], [3], [2, 3]]}
 ARCHS = ["mobilenet_v2", "resnet18"]
@@ -36,20 +38,20 @@ def add_trials(study: optuna.Study, trials: list[dict[str, Any]], multi_arch: bo
     """Add trials as run_trial records them: params per arch, cost and spec in user attributes."""
     for number, t in enumerate(trials, start=len(study.trials)):
         spec = {"width_mult": 0.125, "num_bases": t["num_bases"], "stages": t["stages"]}
-        attrs: dict[str, Any] = {
-            "model": t["arch"],
-            "seed": 1000 + number,
-            "macs": int(t["macs"]),
-            "params": int(t["params"]),
-            "dir": f"/runs/study/trial_{number:04d}",
-            "child_params": {"model": t["arch"], "preset": t["preset"], "spec": spec, "seed": 1000 + number},
-        }
+        record: dict[str, Any] = dict(
+            model=t["arch"],
+            seed=1000 + number,
+            macs=int(t["macs"]),
+            params=int(t["params"]),
+            dir=f"/runs/study/trial_{number:04d}",
+            child_params={"model": t["arch"], "preset": t["preset"], "spec": spec, "seed": 1000 + number},
+        )
         params: dict[str, Any] = {}
         distributions: dict[str, Any] = {}
         if multi_arch:
             params["arch"], distributions["arch"] = t["arch"], CategoricalDistribution(ARCHS)
         if t["preset"]:
-            attrs["preset"] = t["preset"]
+            record["preset"] = t["preset"]
         else:
             for name, choices in SPACE.items():
                 encoded = [c if isinstance(c, int) else json.dumps(c) for c in choices]
@@ -57,11 +59,12 @@ def add_trials(study: optuna.Study, trials: list[dict[str, Any]], multi_arch: bo
                 params[f"{t['arch']}.{name}"] = value
                 distributions[f"{t['arch']}.{name}"] = CategoricalDistribution(encoded)
         if t["infeasible"]:
-            attrs["infeasible"] = t["infeasible"]
+            record["infeasible"] = t["infeasible"]
         values = None
         if t["state"] == TrialState.COMPLETE:
             values = [t["acc"], float(t["macs"])]
-            attrs["curve"] = [t["acc"] * 0.9, t["acc"]]
+            record["curve"] = [t["acc"] * 0.9, t["acc"]]
+        attrs = TrialRecord.as_user_attrs(**record)
         study.add_trial(
             create_trial(state=t["state"], values=values, params=params, distributions=distributions, user_attrs=attrs)
         )
@@ -72,8 +75,7 @@ def make_study(storage: str | None, name: str, trials: list[dict[str, Any]], **a
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(["val_acc1", "macs"])
-    for key, value in attrs.items():
-        study.set_user_attr(key, value)
+    StudyRecord.write(study, **attrs)
     add_trials(study, trials)
     return study
 

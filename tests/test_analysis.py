@@ -21,6 +21,7 @@ from nbclient import NotebookClient  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
 from dynsweep import analysis  # noqa: E402
+from dynsweep.sweep import ReferencePointError, StudyRecord, TrialRecord, parse_config  # noqa: E402
 from analysis_studies import add_trials, make_study, trial, two_architectures  # noqa: E402
 from sweep_command import dynsweep  # noqa: E402
 
@@ -78,7 +79,7 @@ def test_front_is_optunas_best_trials_overall_and_per_architecture(study):
         numbers = set(frame.loc[frame["arch"] == arch, "number"])
         alone = optuna.create_study(directions=optuna_study.directions)
         alone.add_trials([t for t in optuna_study.trials if t.number in numbers])
-        expected = {t.user_attrs["seed"] - 1000 for t in alone.best_trials}  # seed = 1000 + number
+        expected = {TrialRecord.of(t).seed - 1000 for t in alone.best_trials}  # seed = 1000 + number
         assert set(frame.loc[frame["on_arch_front"] & (frame["arch"] == arch), "number"]) == expected
     assert set(frame.loc[frame["on_arch_front"], "number"]) == {1, 2, 3, 7, 8, 10}
 
@@ -156,24 +157,25 @@ def test_reference_point_is_derived_without_storing_until_one_is_set(study):
     url, optuna_study = study
     derived = analysis.reference_point(optuna_study)
     assert derived == {"val_acc1": 0.0, "macs": 9.9e6}  # 1.1 x the costliest trial (9e6), 2 digits
-    assert "reference_point" not in optuna.load_study(study_name="hand", storage=url).user_attrs  # read only
+    assert StudyRecord.of(optuna.load_study(study_name="hand", storage=url)).reference_point is None  # read only
     add_trials(optuna_study, [trial("resnet18", 0.95, 3e7)])
     assert analysis.reference_point(optuna_study)["macs"] == 3.3e7  # derived: moves with the study
 
     point = analysis.set_reference_point(optuna_study, {"macs": 1e7, "val_acc1": 0.0})
-    assert optuna.load_study(study_name="hand", storage=url).user_attrs["reference_point"] == point
+    assert StudyRecord.of(optuna.load_study(study_name="hand", storage=url)).reference_point == point
     add_trials(optuna_study, [trial("resnet18", 0.96, 5e7)])
     assert analysis.reference_point(optuna_study) == point == analysis.stored_reference_point(optuna_study)
     assert analysis.load(url, "hand").attrs["reference_point"] == point
     assert analysis.set_reference_point(optuna_study, dict(point)) == point  # the same point again: fine
-    with pytest.raises(analysis.AnalysisError, match="already stores .* one point for its life"):
+    with pytest.raises(ReferencePointError, match="already stores .* one point for its life"):
         analysis.set_reference_point(optuna_study, {"val_acc1": 0.0, "macs": 2e7})
     with pytest.raises(analysis.AnalysisError, match=r"one value per objective \(val_acc1, macs\), got \['macs'\]"):
         analysis.set_reference_point(optuna_study, {"macs": 2e7})
 
 
 def test_reference_point_from_the_constraint_or_the_spec():
-    constrained = make_study(None, "c", [trial("resnet18", 0.9, 1e6)], sweep_config={"max_macs": 3e6, "max_params": None})
+    spec = parse_config({"name": "c", "architectures": ["resnet18"], "constraints": {"max_macs": 3e6}})
+    constrained = make_study(None, "c", [trial("resnet18", 0.9, 1e6)], sweep_config=spec.to_dict())
     assert analysis.reference_point(constrained) == {"val_acc1": 0.0, "macs": 3e6}
     given = make_study(None, "g", [trial("resnet18", 0.9, 1e6)], reference_point={"val_acc1": 0.5, "macs": 2e6})
     assert analysis.reference_point(given) == {"val_acc1": 0.5, "macs": 2e6}
@@ -251,7 +253,7 @@ def test_three_objectives_front_is_best_trials_and_the_plot_line_is_the_2d_front
     for number in range(40):
         acc, macs, params = rng.choice([0.5, 0.6, 0.7, 0.8]), rng.choice([1e6, 2e6, 3e6]), rng.uniform(1, 5)
         study.add_trial(
-            optuna.trial.create_trial(values=[acc, macs, params], user_attrs={"model": "resnet18", "macs": macs})
+            optuna.trial.create_trial(values=[acc, macs, params], user_attrs=TrialRecord.as_user_attrs(model="resnet18", macs=macs))
         )
     frame = analysis.from_study(study)
     assert set(frame.loc[frame["on_front"], "number"]) == {t.number for t in study.best_trials}
@@ -277,7 +279,7 @@ def test_groups_other_than_architectures_keep_one_colour_for_points_and_line(stu
 
 
 def test_waiting_trials_single_architecture_and_journal_storage(tmp_path):
-    from dynsweep.sweep.driver import make_storage
+    from dynsweep.sweep.storage import make_storage
 
     url = f"journal:{tmp_path / 'study.log'}"
     study = optuna.create_study(storage=make_storage(url), study_name="one", directions=["maximize", "minimize"])
@@ -356,7 +358,7 @@ def test_pareto_command_stores_a_reference_point_once(tmp_path, study):
     url, _ = study
     done = run_pareto("--storage", url, "--study", "hand", "--reference-point", "val_acc1=0", "macs=1e7", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert optuna.load_study(study_name="hand", storage=url).user_attrs["reference_point"] == {"val_acc1": 0.0, "macs": 1e7}
+    assert StudyRecord.of(optuna.load_study(study_name="hand", storage=url)).reference_point == {"val_acc1": 0.0, "macs": 1e7}
     markdown = (tmp_path / "runs" / "hand" / "pareto" / "front.md").read_text()
     assert "val_acc1 = 0, macs = 1e+07 (stored in the study)" in markdown
     assert "hypervolumes in val_acc1 x macs" in markdown
@@ -365,7 +367,7 @@ def test_pareto_command_stores_a_reference_point_once(tmp_path, study):
     row = "| resnet18     | 5          | 3          | 7.39e+06      | 0.50                 | 0.00                 | no "
     assert row in markdown
     again = run_pareto("--storage", url, "--study", "hand", "--reference-point", "val_acc1=0", "macs=2e7", cwd=tmp_path)
-    assert again.returncode == 1 and "reference_point: the study already stores" in again.stderr
+    assert again.returncode == 1 and "reference_point: the study 'hand' already stores" in again.stderr
     bad = run_pareto("--storage", url, "--study", "hand", "--reference-point", "macs", cwd=tmp_path)
     assert bad.returncode == 1 and "--reference-point: 'macs' is not NAME=NUMBER" in bad.stderr
 

@@ -18,8 +18,18 @@ import yaml
 from optuna.trial import TrialState
 
 from dynsweep import analysis
-from dynsweep.sweep import SweepConfigError, SweepError, load_config
+from dynsweep.sweep import (
+    ReferencePointError,
+    StudyRecord,
+    SweepConfigError,
+    SweepError,
+    TrialRecord,
+    load_config,
+    load_study,
+)
 from dynsweep.sweep.pruning import should_stop
+from dynsweep.sweep.record import retried_trial
+from dynsweep.sweep.storage import make_storage
 from sweep_command import dynsweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,8 +139,6 @@ def test_sqlite_refuses_several_workers(tmp_path):
 
 def test_journal_storage_creates_its_folder(tmp_path):
     """``--storage journal:runs/NAME.log`` works before ``runs/`` exists, as the SQLite default does."""
-    from dynsweep.sweep.driver import make_storage
-
     path = tmp_path / "runs" / "nested" / "study.log"
     storage = make_storage(f"journal:{path}")
     optuna.create_study(storage=storage, study_name="s").optimize(lambda t: t.suggest_float("x", 0, 1), 2)
@@ -140,7 +148,7 @@ def test_journal_storage_creates_its_folder(tmp_path):
 def test_dominance_rule():
     def trial(number, curve, macs):
         return optuna.trial.create_trial(
-            state=TrialState.COMPLETE, values=[curve[-1], macs], user_attrs={"curve": curve, "macs": macs}
+            state=TrialState.COMPLETE, values=[curve[-1], macs], user_attrs=TrialRecord.as_user_attrs(curve=curve, macs=macs)
         )
 
     others = [trial(i, [0.8, 0.9], 1e6) for i in range(3)]
@@ -171,15 +179,15 @@ def test_quickstart_end_to_end_short(tmp_path):
     trials = study.get_trials(states=[TrialState.COMPLETE])
     assert len(trials) == 3 and study.best_trials
     for t in trials:
-        attrs = t.user_attrs
-        assert t.values[1] == attrs["macs"] and attrs["params"] > 0 and len(attrs["curve"]) == 1
-        assert {"seed", "dir", "wall_seconds", "child_params"} <= set(attrs)
-        trial_dir = Path(attrs["dir"])
+        record = TrialRecord.of(t)
+        assert t.values[1] == record.macs and record.params > 0 and len(record.curve) == 1
+        assert None not in (record.seed, record.dir, record.wall_seconds, record.child_params)
+        trial_dir = Path(record.dir)
         assert (trial_dir / "params.json").exists() and (trial_dir / "metrics.json").exists()
         assert list(trial_dir.glob("checkpoints/last.ckpt")) and list(
             trial_dir.glob("lightning_logs/*/metrics.csv")
         )
-    assert len({t.user_attrs["seed"] for t in trials}) == 3
+    assert len({TrialRecord.of(t).seed for t in trials}) == 3
 
     # The budget is study-wide: running the finished study again trains nothing.
     again = dynsweep("run", str(path), cwd=tmp_path)
@@ -220,11 +228,13 @@ def test_a_duplicate_trial_reuses_the_finished_result(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("the same training as trial 0: its result reused, not retrained") == 2
     first, *repeats = optuna.load_study(study_name="dup", storage=f"sqlite:///{tmp_path / 'runs' / 'dup.db'}").trials
-    assert first.state == TrialState.COMPLETE and "duplicate_of" not in first.user_attrs
+    original = TrialRecord.of(first)
+    assert first.state == TrialState.COMPLETE and original.duplicate_of is None
     for trial in repeats:
+        record = TrialRecord.of(trial)
         assert trial.state == TrialState.COMPLETE and trial.values == first.values
-        assert trial.user_attrs["duplicate_of"] == 0 and trial.user_attrs["dir"] == first.user_attrs["dir"]
-        assert trial.user_attrs["child_params"] == first.user_attrs["child_params"]  # replay: the same run
+        assert record.duplicate_of == 0 and record.dir == original.dir
+        assert record.child_params == original.child_params  # replay: the same run
     assert sorted(p.name for p in (tmp_path / "runs" / "dup").iterdir()) == ["trial_0000"]
     frame = analysis.load(f"sqlite:///{tmp_path / 'runs' / 'dup.db'}", "dup")
     assert frame["duplicate_of"].tolist()[1:] == [0, 0]
@@ -236,7 +246,8 @@ def test_a_duplicate_trial_reuses_the_finished_result(tmp_path):
     done = dynsweep("run", str(write(tmp_path, spec)), cwd=tmp_path)
     assert done.returncode == 0 and "reused" not in done.stdout
     trials = optuna.load_study(study_name="dup_off", storage=f"sqlite:///{tmp_path / 'runs' / 'dup_off.db'}").trials
-    assert len({t.user_attrs["seed"] for t in trials}) == 2 and not any("duplicate_of" in t.user_attrs for t in trials)
+    records = [TrialRecord.of(t) for t in trials]
+    assert len({r.seed for r in records}) == 2 and all(r.duplicate_of is None for r in records)
 
 
 @pytest.mark.slow
@@ -251,23 +262,42 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
                 "base": {"width_mult": 0.125},
                 "training": {"lr": 1e30, "limit_train_batches": 3},
             },
-            # A stage that does not exist: the model cannot be built, the trial fails before training.
-            {"model": "shufflenet_v2_x1_0", "base": {"stages": [9]}},
             {"model": "mobilenet_v2", "base": {"width_mult": 0.25}},
         ],
-        warm_start=["resnet18", "shufflenet_v2_x1_0", "mobilenet_v2"],
-        budget={"n_trials": 3},
+        warm_start=["resnet18", "mobilenet_v2"],
+        budget={"n_trials": 2},
     )
     done = dynsweep("run", str(write(tmp_path, spec)), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     study = optuna.load_study(study_name="crash", storage=f"sqlite:///{tmp_path / 'runs' / 'crash.db'}")
-    by_model = {t.user_attrs["model"]: t for t in study.trials}
+    by_model = {TrialRecord.of(t).model: t for t in study.trials}
     assert by_model["resnet18"].state == TrialState.FAIL
-    assert "NonFiniteError" in by_model["resnet18"].user_attrs["fail_reason"]
-    assert by_model["shufflenet_v2_x1_0"].state == TrialState.FAIL
-    assert "DynamicSpec.stages" in by_model["shufflenet_v2_x1_0"].user_attrs["fail_reason"]
+    assert "NonFiniteError" in TrialRecord.of(by_model["resnet18"]).fail_reason
     assert by_model["mobilenet_v2"].state == TrialState.COMPLETE
     assert "FAIL: NonFiniteError" in done.stdout
+
+    # A run whose every trial fails exits 1 and says so.
+    only_nan = tiny_spec("nan", architectures=spec["architectures"][:1], warm_start=["resnet18"], budget={"n_trials": 1})
+    done = dynsweep("run", str(write(tmp_path, only_nan)), cwd=tmp_path)
+    assert done.returncode == 1 and "every trial of this run failed (1)" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "architecture, data, message",
+    [
+        ({"space": {"num_bases": [0]}}, None, "space.num_bases: value 0: DynamicSpec.num_bases: must be an integer >= 1"),
+        ({"space": {"reduction": {"low": -2, "high": 4}}}, None, "space.reduction: value -2: DynamicSpec.reduction"),
+        ({"base": {"stages": [9]}}, None, "(resnet18).base: DynamicSpec.stages: stage 9 does not exist"),
+        ({"space": {"stages": [[3], [9]]}}, None, "space.stages: value [9]: DynamicSpec.stages: stage 9 does not exist"),
+        ({}, {"class": "ImageFolderDataModule", "init_args": {"root": "no/such/folder"}}, "data: ImageFolderDataModule cannot be made"),
+    ],
+)
+def test_what_cannot_work_is_refused_before_the_first_trial(tmp_path, architecture, data, message):
+    arch = {"model": "resnet18", "base": {"width_mult": 0.125}, **architecture}
+    spec = tiny_spec("early", architectures=[arch], **({"data": data} if data else {}))
+    done = dynsweep("run", str(write(tmp_path, spec)), cwd=tmp_path)
+    assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "runs" / "early.db").exists()  # no study: no budget spent
 
 
 @pytest.mark.slow
@@ -282,7 +312,7 @@ def test_two_workers_on_postgresql_finish_one_study(tmp_path):
     study = optuna.load_study(study_name=name, storage=POSTGRES)
     complete = study.get_trials(states=[TrialState.COMPLETE])
     assert len(complete) == 4 and len(study.trials) == 4  # none lost, none duplicated, none over budget
-    assert len({t.user_attrs["dir"] for t in complete}) == 4
+    assert len({TrialRecord.of(t).dir for t in complete}) == 4
     assert "[worker]" in done.stdout  # the second worker ran trials too
     optuna.delete_study(study_name=name, storage=POSTGRES)
 
@@ -330,10 +360,10 @@ def test_kill_9_of_a_worker_then_run_again_completes(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     trials = optuna.load_study(study_name=name, storage=POSTGRES).trials
     assert trials[0].state == TrialState.FAIL  # failed by its stale heartbeat...
-    retried = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
+    retried = [t for t in trials if retried_trial(t) == 0]
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE  # ...and re-queued
     assert retried[0].params == trials[0].params
-    assert retried[0].user_attrs["seed"] == json.loads(params.read_text())["seed"]
+    assert TrialRecord.of(retried[0]).seed == json.loads(params.read_text())["seed"]
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
     after = analysis.load(POSTGRES, name)
     assert after["state"].tolist() == ["FAIL", "COMPLETE", "COMPLETE"] and not after.loc[0, "on_front"]
@@ -344,10 +374,147 @@ def test_reference_point_of_the_spec_is_stored_in_the_study(tmp_path):
     from dynsweep.sweep import open_study
 
     config = load_config(write(tmp_path, tiny_spec("ref", reference_point={"macs": 5e6, "val_acc1": 0.1})))
-    study = open_study(config, f"sqlite:///{tmp_path / 'ref.db'}")
-    assert study.user_attrs["reference_point"] == {"val_acc1": 0.1, "macs": 5e6}
+    study, _ = open_study(config, f"sqlite:///{tmp_path / 'ref.db'}")
+    assert StudyRecord.of(study).reference_point == {"val_acc1": 0.1, "macs": 5e6}
     assert analysis.reference_point(study) == {"val_acc1": 0.1, "macs": 5e6}
-    assert open_study(config, f"sqlite:///{tmp_path / 'ref.db'}").user_attrs["reference_point"]["macs"] == 5e6
+    assert StudyRecord.of(open_study(config, f"sqlite:///{tmp_path / 'ref.db'}")[0]).reference_point["macs"] == 5e6
     moved = load_config(write(tmp_path, tiny_spec("ref", reference_point={"macs": 6e6, "val_acc1": 0.1})))
-    with pytest.raises(SweepError, match="reference_point: the study 'ref' stores .* one point for its life"):
+    with pytest.raises(ReferencePointError, match="reference_point: the study 'ref' already stores .* one point for its life"):
         open_study(moved, f"sqlite:///{tmp_path / 'ref.db'}")
+
+
+# ---------------------------------------------------------------------------------- old studies
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_study_written_by_dynsweep_0_1_still_loads(tmp_path):
+    """tests/fixtures/legacy.log: a journal study written by dynsweep 0.1 from legacy.yaml (its
+    spec stored flat, warm starts enqueued without their record): status, pareto, replay and a
+    resumed run read it as they read a new one."""
+    import shutil
+
+    for name in ("legacy.yaml", "legacy.log"):
+        shutil.copy(ROOT / "tests" / "fixtures" / name, tmp_path / name)
+    where = ("--storage", f"journal:{tmp_path / 'legacy.log'}", "--study", "legacy")
+    status = dynsweep("status", *where, cwd=tmp_path)
+    assert status.returncode == 0, status.stderr[-2000:]
+    assert "3/3 trials done (COMPLETE 1, PRUNED 2; 0 waiting)" in status.stdout
+    assert "dy_resnet18" in status.stdout
+
+    frame = analysis.load(f"journal:{tmp_path / 'legacy.log'}", "legacy")
+    assert frame["arch"].tolist() == ["resnet18"] * 3 and frame.loc[0, "label"] == "dy_resnet18"
+    assert frame.loc[1:, "infeasible"].str.contains("over the budget 3,000,000").all()
+    pareto = dynsweep("pareto", *where, "--out", "report", cwd=tmp_path)
+    assert pareto.returncode == 0, pareto.stderr[-2000:]
+    assert "val_acc1 = 0, macs = 4e+06 (stored in the study)" in (tmp_path / "report" / "front.md").read_text()
+
+    replay = dynsweep("replay", "0", *where, cwd=tmp_path)
+    assert replay.returncode == 0, replay.stderr[-2000:]
+    assert "replaying trial 0 (seed" in replay.stdout
+
+    resumed = dynsweep("run", "legacy.yaml", "--storage", f"journal:{tmp_path / 'legacy.log'}", "--n-trials", "4", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    trials = optuna.load_study(study_name="legacy", storage=make_storage(f"journal:{tmp_path / 'legacy.log'}")).trials
+    assert len(trials) == 4 and trials[3].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert TrialRecord.of(trials[3]).model == "resnet18"
+
+
+# ------------------------------------------------------------------------- the spec of a study
+def test_a_spec_is_bound_to_its_study(tmp_path):
+    """Fixed fields that differ are refused before any trial, each named; changeable ones are stored."""
+    from dynsweep.sweep import open_study
+
+    url = f"sqlite:///{tmp_path / 'bound.db'}"
+    first = load_config(write(tmp_path, tiny_spec("bound")))
+    study, _ = open_study(first, url)
+    edited = tiny_spec("bound")
+    edited["architectures"][0]["space"]["num_bases"] = [2, 8]
+    edited["training"]["lr"] = 0.5
+    path = write(tmp_path, edited)
+    with pytest.raises(SweepError) as error:
+        open_study(load_config(path), url)
+    message = str(error.value)
+    assert "architectures[0].space.num_bases.choices: [2, 4] -> [2, 8]" in message
+    assert "training.lr: None -> 0.5" in message and "--study NEW_NAME" in message
+    done = dynsweep("run", str(path), "--storage", url, cwd=tmp_path)
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("dynsweep")]
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "fixed for a study's life" in line and not study.trials  # one line, and nothing ran
+
+    grown = tiny_spec("bound", budget={"n_trials": 5, "timeout": 600})
+    study, bound = open_study(load_config(write(tmp_path, grown)), url)
+    stored = StudyRecord.of(study)
+    assert stored.n_trials == 5 and stored.sweep_config["budget"]["timeout"] == 600
+    assert bound.budget.n_trials == 5 and load_study(url, "bound")[1].budget.timeout == 600  # every worker reads it
+
+
+# -------------------------------------------------------------------- no point searched twice
+def continuous_spec(name: str, **changes) -> dict:
+    """A continuous space whose every trial is infeasible (a MACs limit of 1): proposals without training."""
+    arch = {"model": "resnet18", "base": {"width_mult": 0.125, "stages": [3]}, "space": {"dynamic_width": {"low": 0.25, "high": 1.0}}}
+    return tiny_spec(name, architectures=[arch], constraints={"max_macs": 1}, **changes)
+
+
+def proposed(url: str, name: str) -> list[float]:
+    trials = optuna.load_study(study_name=name, storage=make_storage(url)).trials
+    return [t.params["resnet18.dynamic_width"] for t in trials if TrialRecord.of(t).resampled is None]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_resumed_run_and_a_second_worker_propose_new_points(tmp_path):
+    for sampler in ("random", "nsga2"):
+        name = f"resume_{sampler}"
+        path = write(tmp_path, continuous_spec(name, sampler={"name": sampler, "population_size": 2} if sampler == "nsga2" else sampler))
+        url = f"sqlite:///{tmp_path / (name + '.db')}"
+        for n in ("3", "6"):
+            done = dynsweep("run", str(path), "--storage", url, "--n-trials", n, cwd=tmp_path)
+            assert done.returncode == 0, done.stderr[-2000:]
+        points = proposed(url, name)
+        assert len(points) == 6 and len(set(points)) == 6, points
+        seeds = [TrialRecord.of(t).sampler_seed for t in optuna.load_study(study_name=name, storage=url).trials]
+        assert seeds[0] == 3 and len(set(seeds)) == 2  # the spec's seed, then a new one for the resumed run
+
+    url = f"journal:{tmp_path / 'two.log'}"
+    done = dynsweep("run", str(write(tmp_path, continuous_spec("two", budget={"n_trials": 8}))), "--storage", url, "--workers", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    points = proposed(url, "two")
+    assert len(points) == 8 and len(set(points)) == 8, points
+    assert len({TrialRecord.of(t).worker for t in optuna.load_study(study_name="two", storage=make_storage(url)).trials}) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_small_discrete_space_is_covered_before_any_point_repeats(tmp_path):
+    """Six points, every trial infeasible (cheap): six trials take six distinct points; the
+    seventh and eighth may repeat (nothing is left untried)."""
+    arch = {"model": "resnet18", "base": {"width_mult": 0.125}, "space": {"num_bases": [2, 4, 6], "stages": [[3], [2, 3]]}}
+    spec = tiny_spec("cover", architectures=[arch], constraints={"max_macs": 1}, budget={"n_trials": 8}, sampler="random")
+    done = dynsweep("run", str(write(tmp_path, spec)), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    study = optuna.load_study(study_name="cover", storage=f"sqlite:///{tmp_path / 'runs' / 'cover.db'}")
+    counted = [t for t in study.trials if TrialRecord.of(t).resampled is None]
+    keys = [(t.params["resnet18.num_bases"], t.params["resnet18.stages"]) for t in counted]
+    assert len(counted) == 8 and len(set(keys[:6])) == 6, keys
+    assert analysis.load(f"sqlite:///{tmp_path / 'runs' / 'cover.db'}", "cover")["number"].tolist() == [t.number for t in counted]
+
+
+def test_of_two_trials_racing_for_one_point_one_claims_it():
+    from dynsweep.sweep.points import holder
+
+    for order in ("first writes and checks first", "second checks first", "both write, then check"):
+        study = optuna.create_study()
+        first, second = study.ask(), study.ask()
+        if order == "first writes and checks first":
+            results = [holder(study, first, "p"), holder(study, second, "p")]
+        elif order == "second checks first":
+            results = [None, holder(study, second, "p")]
+            results[0] = holder(study, first, "p")
+        else:
+            TrialRecord.write(first, point="p")
+            TrialRecord.write(second, point="p")
+            results = [None, holder(study, second, "p")]
+            results[0] = holder(study, first, "p")
+        assert sum(result is None for result in results) == 1, order  # exactly one claims the point
+        study.tell(first, 1.0)
+        third = study.ask()
+        assert holder(study, third, "p") is not None  # a finished trial holds its point

@@ -12,17 +12,18 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-# Private in Optuna, public nowhere else; tests/test_analysis.py checks them against best_trials.
-from optuna._hypervolume import compute_hypervolume
-from optuna.study._multi_objective import _is_pareto_front
+from dynsweep import compat
+from dynsweep.errors import DynsweepError
 
 Objectives = Mapping[str, str]
 """Objective column -> "maximize" or "minimize", in the study's order."""
 
 DIRECTIONS = ("maximize", "minimize")
+DUPLICATE_OF = "duplicate_of"
+"""The column naming the trial whose result a duplicate reused (TrialRecord.duplicate_of)."""
 
 
-class AnalysisError(ValueError):
+class AnalysisError(DynsweepError, ValueError):
     """A study or table that cannot be analysed as asked; the message names what is missing."""
 
 
@@ -59,8 +60,8 @@ def eligible(frame: pd.DataFrame, objectives: Objectives | None = None) -> pd.Se
         mask &= frame["state"] == "COMPLETE"
     if "feasible" in frame.columns:
         mask &= frame["feasible"].astype(bool)
-    if "duplicate_of" in frame.columns:
-        mask &= frame["duplicate_of"].isna()
+    if DUPLICATE_OF in frame.columns:
+        mask &= frame[DUPLICATE_OF].isna()
     return mask & ~np.isnan(losses(frame, objectives)).any(axis=1)
 
 
@@ -76,7 +77,7 @@ def front_mask(frame: pd.DataFrame, objectives: Objectives | None = None, by: st
     groups = [candidates] if by is None else [group for _, group in candidates.groupby(by, sort=False)]
     for group in groups:
         if len(group):
-            on_front = _is_pareto_front(losses(group, objectives), assume_unique_lexsorted=False)
+            on_front = compat.pareto_front_mask(losses(group, objectives))
             mask.loc[group.index[on_front]] = True
     return mask
 
@@ -108,7 +109,7 @@ def hypervolume(
     reference = losses(pd.DataFrame([{k: reference_point[k] for k in objectives}]), objectives)[0]
     points = losses(frame[eligible(frame, objectives)], objectives)
     points = points[(points < reference).all(axis=1)]
-    return float(compute_hypervolume(points, reference)) if len(points) else 0.0
+    return compat.hypervolume(points, reference) if len(points) else 0.0
 
 
 def hypervolume_history(

@@ -1,11 +1,10 @@
-"""``dynsweep sweep pareto``: the figures (PNG and SVG), the front as CSV and a Markdown table of a
-study, written from whatever has finished. A running study is read, never changed; only
-``--reference-point`` stores something in it (its hypervolume reference point, once)."""
+"""What ``dynsweep sweep status`` prints and ``dynsweep sweep pareto`` writes: the trial counts and
+the Pareto table as text; the figures (PNG and SVG), the front as CSV and a Markdown table of a
+study, written from whatever has finished. A running study is read, never changed."""
 
 from __future__ import annotations
 
-import argparse
-import sys
+from collections import Counter
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,6 +13,9 @@ import pandas as pd
 
 from dynsweep.analysis.figures import plot_effects, plot_fronts, plot_hypervolume
 from dynsweep.analysis.pareto import AnalysisError, coverage, dominates, eligible, hypervolume, pareto_front
+from dynsweep.sweep.config import SweepConfig
+from dynsweep.sweep.record import TrialRecord
+from dynsweep.sweep.study import budget, counted_trials
 from dynsweep.analysis.study import (
     from_study,
     param_importances,
@@ -153,22 +155,30 @@ def parse_point(items: list[str]) -> dict[str, float]:
     return point
 
 
-def main(args: argparse.Namespace) -> int:
-    """``dynsweep sweep pareto``: locate the study as the other sweep commands do, write, list."""
-    from dynsweep.sweep.cli import locate
-    from dynsweep.sweep.driver import SweepError
+STATUS_SPEC_FIELDS = ("stages", "num_bases", "reduction", "mode", "width_mult", "dynamic_width", "static_kernels")
 
-    plt.switch_backend("Agg")  # files only: never open a window
-    try:
-        url, name = locate(args)
-        study = read_study(url, name)
-        if args.reference_point:
-            set_reference_point(study, parse_point(args.reference_point))
-        out = Path(args.out) if args.out else Path(args.runs_dir) / name / "pareto"
-        written = write_report(study, out)
-    except (AnalysisError, SweepError) as error:
-        print(f"dynsweep sweep pareto: {error}", file=sys.stderr)
-        return 1
-    print((out / "front.md").read_text())
-    print(f"wrote {', '.join(sorted(written))} to {out}")
-    return 0
+
+def status_text(study: optuna.Study, config: SweepConfig, table: bool = True) -> str:
+    """Trials done over the budget, the reason of each failure, and the front over all trials."""
+    counted, waiting = counted_trials(study)
+    states = Counter(t.state.name for t in counted)
+    done = sum(t.state.name != "RUNNING" for t in counted)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none yet"
+    lines = [f"study {study.study_name}: {done}/{budget(study, config)} trials done ({counts}; {waiting} waiting)"]
+    for t in counted:
+        if t.state.name == "FAIL":
+            lines.append(f"  trial {t.number} FAIL: {TrialRecord.of(t).fail_reason or 'no reason recorded'}")
+    if not table:
+        return "\n".join(lines)
+    frame = from_study(study)
+    objectives = list(frame.attrs["objectives"])
+    front = pareto_front(frame).sort_values(objectives[1], kind="stable")
+    records = {t.number: TrialRecord.of(t) for t in study.get_trials(deepcopy=False)}
+    lines += ["", f"Pareto front ({' vs '.join(objectives)}): {len(front)} trials"]
+    header = f"{'trial':>5} {'model':<22} {'val_acc1':>8} {'MMACs':>9} {'params':>8}  spec"
+    lines += [header, "-" * len(header)]
+    for number, label, accuracy, macs, params in front[["number", "label", objectives[0], "macs", "params"]].itertuples(index=False):
+        spec = (records[number].child_params or {}).get("spec", {})
+        described = " ".join(f"{k}={spec[k]}" for k in STATUS_SPEC_FIELDS if k in spec)
+        lines.append(f"{number:>5} {label or '?':<22} {accuracy:>8.4f} {macs / 1e6:>9.3f} {params / 1e6:>7.3f}M  {described}")
+    return "\n".join(lines)

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
-import sqlalchemy
 
 from dynsweep.analysis.pareto import AnalysisError, front_mask
 from dynsweep.models import DynamicSpec, get_model_entry, list_models
-from dynsweep.sweep.driver import REFERENCE_POINT, make_storage
+from dynsweep.sweep.config import from_stored
+from dynsweep.sweep.record import StudyRecord, TrialRecord, store_reference_point
+from dynsweep.sweep.storage import StorageError, open_existing
 
 SPEC_FIELDS = list(DynamicSpec().to_dict())
 
@@ -49,32 +49,14 @@ def read_study(storage: str | optuna.storages.BaseStorage, study: str) -> optuna
     """Load a study to read it; a missing database, a database without Optuna's tables or a missing
     study is an AnalysisError, and nothing is created (Optuna's RDBStorage would create its schema)."""
     if isinstance(storage, str):
-        storage = _open_storage(storage)
+        try:
+            storage = open_existing(storage)
+        except StorageError as error:
+            raise AnalysisError(str(error)) from None
     names = optuna.get_all_study_names(storage)
     if study not in names:
         raise AnalysisError(f"study: no study {study!r} in the storage; studies there: {', '.join(names) or 'none'}")
     return optuna.load_study(study_name=study, storage=storage)
-
-
-def _open_storage(url: str) -> optuna.storages.BaseStorage:
-    if url.startswith("journal:"):
-        if not Path(url[len("journal:") :]).is_file():
-            raise AnalysisError(f"storage: no journal file at {url[len('journal:'):]}")
-        return make_storage(url)
-    path = url[len("sqlite:///") :].split("?", 1)[0] if url.startswith("sqlite:///") else None
-    if path is not None and not Path(path).is_file():
-        raise AnalysisError(f"storage: no study database at {path}")
-    try:
-        engine = sqlalchemy.create_engine(url)
-        try:
-            has_studies = sqlalchemy.inspect(engine).has_table("studies")
-        finally:
-            engine.dispose()
-    except Exception as error:  # noqa: BLE001 - any driver error: say which URL
-        raise AnalysisError(f"storage: cannot open {url}: {error}") from None
-    if not has_studies:
-        raise AnalysisError(f"storage: {url} holds no Optuna studies (no 'studies' table)")
-    return make_storage(url)
 
 
 def load(storage: str | optuna.storages.BaseStorage, study: str) -> pd.DataFrame:
@@ -84,7 +66,8 @@ def load(storage: str | optuna.storages.BaseStorage, study: str) -> pd.DataFrame
 
 
 def from_study(study: optuna.Study) -> pd.DataFrame:
-    """The trial table of an Optuna study written by ``dynsweep sweep``.
+    """The trial table of an Optuna study written by ``dynsweep sweep``, one row per trial (not
+    the proposals that repeated a held point and were proposed anew: they never ran).
 
     Columns: number, state, arch (the architecture), preset (a warm-start name or None), label
     (preset or arch), kind ("dy"/"fix" preset, "baseline" for a plain model name, else "searched"),
@@ -98,15 +81,17 @@ def from_study(study: optuna.Study) -> pd.DataFrame:
     """
     objectives = objectives_of_study(study)
     names = list(objectives)
-    rows = [_row(trial, names) for trial in study.get_trials(deepcopy=False)]
+    trials = [t for t in study.get_trials(deepcopy=False) if TrialRecord.of(t).resampled is None]
+    rows = [_row(trial, names) for trial in trials]
     columns = BASE_COLUMNS + [n for n in names if n not in ("macs", "params")] + ["macs", "params"]
     columns += SPEC_FIELDS + TAIL_COLUMNS
     frame = pd.DataFrame(rows, columns=columns)
     for name in ("macs", "params", *names):
         frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
     frame.attrs.update(study=study.study_name, objectives=objectives)
-    if REFERENCE_POINT in study.user_attrs:
-        frame.attrs[REFERENCE_POINT] = dict(study.user_attrs[REFERENCE_POINT])
+    stored = StudyRecord.of(study).reference_point
+    if stored is not None:
+        frame.attrs["reference_point"] = dict(stored)
     frame["on_front"] = front_mask(frame, objectives)
     frame["on_arch_front"] = front_mask(frame, objectives, by="arch")
     return frame
@@ -120,41 +105,34 @@ def objectives_of_study(study: optuna.Study) -> dict[str, str]:
 
 
 def _row(trial: optuna.trial.FrozenTrial, names: list[str]) -> dict[str, Any]:
-    attrs = trial.user_attrs
-    child = attrs.get("child_params") or {}
-    preset = attrs.get("preset") or trial.system_attrs.get("fixed_params", {}).get("preset")
-    arch = attrs.get("model") or trial.params.get("arch") or child.get("model")
-    if arch is None and preset in list_models():
-        entry = get_model_entry(preset)
-        arch = entry.baseline or entry.name
+    record = TrialRecord.of(trial)
     row: dict[str, Any] = {
         "number": trial.number,
         "state": trial.state.name,
-        "arch": arch,
-        "preset": preset,
-        "label": preset or arch,
-        "kind": _kind(preset),
-        "feasible": "infeasible" not in attrs,
-        "macs": attrs.get("macs"),
-        "params": attrs.get("params"),
+        "arch": record.model,
+        "preset": record.preset,
+        "label": record.label,
+        "kind": _kind(record.preset),
+        "feasible": record.infeasible is None,
+        "macs": record.macs,
+        "params": record.params,
     }
     if trial.values is not None:
         row.update(zip(names, trial.values))
-    spec = child.get("spec")
+    spec = (record.child_params or {}).get("spec")
     if spec is not None:
         resolved = DynamicSpec.from_dict(spec)
         row["dynamic"] = not resolved.is_static
         row.update({k: _hashable(v) for k, v in resolved.to_dict().items()})
-    curve = attrs.get("curve") or []
     row.update(
-        seed=attrs.get("seed"),
-        dir=attrs.get("dir"),
-        curve=list(curve),
-        epochs=len(curve),
-        wall_seconds=attrs.get("wall_seconds"),
-        infeasible=attrs.get("infeasible"),
-        fail_reason=attrs.get("fail_reason"),
-        duplicate_of=attrs.get("duplicate_of"),
+        seed=record.seed,
+        dir=record.dir,
+        curve=list(record.curve),
+        epochs=len(record.curve),
+        wall_seconds=record.wall_seconds,
+        infeasible=record.infeasible,
+        fail_reason=record.fail_reason,
+        duplicate_of=record.duplicate_of,
         started=trial.datetime_start,
         completed=trial.datetime_complete,
     )
@@ -175,7 +153,7 @@ def _hashable(value: Any) -> Any:
 
 def stored_reference_point(study: optuna.Study) -> dict[str, float] | None:
     """The reference point stored in the study (from the sweep spec, or :func:`set_reference_point`)."""
-    stored = study.user_attrs.get(REFERENCE_POINT)
+    stored = StudyRecord.of(study).reference_point
     return None if stored is None else {k: float(v) for k, v in stored.items()}
 
 
@@ -189,11 +167,7 @@ def set_reference_point(study: optuna.Study, point: dict[str, float]) -> dict[st
     if set(point) != set(names):
         raise AnalysisError(f"reference_point: needs exactly one value per objective ({', '.join(names)}), got {sorted(point)}")
     point = {name: float(point[name]) for name in names}
-    stored = stored_reference_point(study)
-    if stored is not None and stored != point:
-        raise AnalysisError(f"reference_point: the study already stores {stored}; it keeps one point for its life")
-    if stored is None:
-        study.set_user_attr(REFERENCE_POINT, point)
+    store_reference_point(study, point)
     return point
 
 
@@ -211,8 +185,8 @@ def reference_point(study: optuna.Study, frame: pd.DataFrame | None = None) -> d
     if stored is not None and set(stored) == set(objectives):
         return {name: stored[name] for name in objectives}
     frame = from_study(study) if frame is None else frame
-    config = study.user_attrs.get("sweep_config") or {}
-    limits = {"macs": config.get("max_macs"), "params": config.get("max_params")}
+    stored_config = StudyRecord.of(study).sweep_config
+    limits = from_stored(stored_config).constraints.limits() if stored_config else {}
     point: dict[str, float] = {}
     for name, direction in objectives.items():
         values = frame[name].dropna()  # costs are known before training: running trials count too

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from dynsweep.errors import DynsweepError
+
 OBJECTIVES = {"val_acc1": "maximize", "macs": "minimize", "params": "minimize"}
 """Objective name -> direction. The first two are the default (accuracy versus MACs)."""
 
@@ -47,7 +49,7 @@ TRAINING_KEYS = {
 TRAINING_DEFAULTS: dict[str, Any] = {"max_epochs": 3, "accelerator": "cpu", "threads": None}
 
 
-class SweepConfigError(ValueError):
+class SweepConfigError(DynsweepError, ValueError):
     """An invalid sweep spec; the message names the field and what is allowed."""
 
 
@@ -66,6 +68,13 @@ class Dimension:
     step: float | None = None
     log: bool = False
 
+    def to_dict(self) -> dict[str, Any]:
+        """The dimension as a spec file writes it."""
+        if self.choices is not None:
+            return {"choices": list(self.choices)}
+        found = {"low": self.low, "high": self.high, "step": self.step, "log": self.log}
+        return {k: v for k, v in found.items() if v is not None and v is not False}
+
     @property
     def is_int(self) -> bool:
         return all(isinstance(v, int) and not isinstance(v, bool) for v in (self.low, self.high)) and (
@@ -80,6 +89,16 @@ class Architecture:
     base: dict[str, Any] = field(default_factory=dict)
     small_input: bool = True
     training: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The architecture as a spec file writes it."""
+        return {
+            "model": self.model,
+            "space": {dim.name: dim.to_dict() for dim in self.space},
+            "base": dict(self.base),
+            "small_input": self.small_input,
+            "training": dict(self.training),
+        }
 
 
 @dataclass
@@ -100,17 +119,48 @@ class StorageConfig:
 
 
 @dataclass
-class SweepConfig:
-    name: str
-    architectures: list[Architecture]
-    objectives: list[str] = field(default_factory=lambda: ["val_acc1", "macs"])
-    max_macs: float | None = None
-    max_params: float | None = None
-    sampler: str = "nsga2"
-    sampler_options: dict[str, Any] = field(default_factory=dict)
+class Budget:
+    """How many trials the study runs (counted study-wide, over all workers) and for how long."""
+
     n_trials: int = 12
     timeout: float | None = None
     reuse_duplicates: bool = True
+
+
+@dataclass
+class Constraints:
+    """Upper limits on a trial's cost; a trial over one is told PRUNED, untrained."""
+
+    max_macs: float | None = None
+    max_params: float | None = None
+
+    def limits(self) -> dict[str, float]:
+        """Objective name -> its limit, for the limits that are set."""
+        return {
+            name: limit
+            for name, limit in (("macs", self.max_macs), ("params", self.max_params))
+            if limit is not None
+        }
+
+
+@dataclass
+class SamplerConfig:
+    """An Optuna sampler by name, with its keyword arguments (``seed`` comes from the spec)."""
+
+    name: str = "nsga2"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SweepConfig:
+    """A validated sweep spec, nested as the YAML file is; ``to_dict`` gives the file's shape back."""
+
+    name: str
+    architectures: list[Architecture]
+    objectives: list[str] = field(default_factory=lambda: ["val_acc1", "macs"])
+    constraints: Constraints = field(default_factory=Constraints)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    budget: Budget = field(default_factory=Budget)
     training: dict[str, Any] = field(default_factory=lambda: dict(TRAINING_DEFAULTS))
     data: dict[str, Any] = field(default_factory=lambda: {"class": "EmbeddedDigitsDataModule"})
     seed: int = 0
@@ -130,7 +180,62 @@ class SweepConfig:
         return {**self.training, **self.architecture(model).training}
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The spec as a spec file holds it: ``parse_config(config.to_dict())`` equals ``config``."""
+        return {
+            "name": self.name,
+            "architectures": [arch.to_dict() for arch in self.architectures],
+            "objectives": list(self.objectives),
+            "constraints": dataclasses.asdict(self.constraints),
+            "sampler": {"name": self.sampler.name, **self.sampler.options},
+            "budget": dataclasses.asdict(self.budget),
+            "training": dict(self.training),
+            "data": dict(self.data),
+            "seed": self.seed,
+            "storage": dataclasses.asdict(self.storage),
+            "pruning": dataclasses.asdict(self.pruning),
+            "warm_start": list(self.warm_start),
+            "reference_point": self.reference_point,
+        }
+
+
+FIXED_FIELDS = (
+    "architectures",
+    "objectives",
+    "constraints",
+    "sampler",
+    "training",
+    "data",
+    "seed",
+    "pruning",
+    "warm_start",
+    "reference_point",
+)
+"""Spec fields fixed for a study's life: what is searched, how a trial is trained and judged. A
+spec that differs from the stored one in any of them is refused before any trial runs."""
+
+CHANGEABLE_FIELDS = ("budget", "storage")
+"""Spec fields a resumed sweep may change: the new values are stored, and every worker reads them.
+Per process and never stored: the storage URL, ``--runs-dir``, ``--workers`` (command-line options)."""
+
+
+def spec_differences(stored: dict[str, Any], given: dict[str, Any], fields: tuple[str, ...]) -> list[str]:
+    """``field.path: stored -> given`` for every leaf of ``fields`` that differs between two specs
+    in the spec file's shape (``SweepConfig.to_dict``)."""
+    found: list[str] = []
+
+    def walk(path: str, a: Any, b: Any) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b), key=str):
+                walk(f"{path}.{key}", a.get(key), b.get(key))
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and a and isinstance(a[0], dict):
+            for index, (x, y) in enumerate(zip(a, b)):
+                walk(f"{path}[{index}]", x, y)
+        elif a != b:
+            found.append(f"{path}: {a!r} -> {b!r}")
+
+    for name in fields:
+        walk(name, stored.get(name), given.get(name))
+    return found
 
 
 def _check_keys(where: str, values: dict, allowed: set[str] | tuple[str, ...]) -> None:
@@ -346,25 +451,57 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
             )
 
     return SweepConfig(
-        name,
-        architectures,
-        objectives,
-        max_macs,
-        max_params,
-        sampler,
-        sampler_options,
-        n_trials,
-        timeout,
-        reuse_duplicates,
-        training,
-        data,
-        seed,
-        storage,
-        pruning,
-        list(warm_start),
-        reference_point,
-        source,
+        name=name,
+        architectures=architectures,
+        objectives=objectives,
+        constraints=Constraints(max_macs, max_params),
+        sampler=SamplerConfig(sampler, sampler_options),
+        budget=Budget(n_trials, timeout, reuse_duplicates),
+        training=training,
+        data=data,
+        seed=seed,
+        storage=storage,
+        pruning=pruning,
+        warm_start=list(warm_start),
+        reference_point=reference_point,
+        source=source,
     )
+
+
+def from_stored(raw: dict[str, Any], source: str = "<study>") -> SweepConfig:
+    """The SweepConfig a study stores (:class:`dynsweep.sweep.record.StudyRecord`).
+
+    Studies store the spec file's shape; studies written by dynsweep 0.1 stored the flat fields of
+    an earlier SweepConfig (``max_macs``, ``n_trials``, ``sampler_options`` at the top), which are
+    read here too.
+    """
+    if "n_trials" in raw or "sampler_options" in raw:  # the flat shape of dynsweep 0.1
+        raw = _from_flat(raw)
+    return parse_config({k: v for k, v in raw.items() if k != "source"}, source)
+
+
+def _from_flat(flat: dict[str, Any]) -> dict[str, Any]:
+    archs = [
+        {
+            **arch,
+            "space": {
+                d["name"]: {k: v for k, v in d.items() if k != "name" and v is not None and v is not False}
+                for d in arch["space"]
+            },
+        }
+        for arch in flat["architectures"]
+    ]
+    nested = {
+        "constraints": {"max_macs": flat["max_macs"], "max_params": flat["max_params"]},
+        "sampler": {"name": flat["sampler"], **flat["sampler_options"]},
+        "budget": {
+            "n_trials": flat["n_trials"],
+            "timeout": flat["timeout"],
+            "reuse_duplicates": flat.get("reuse_duplicates", True),
+        },
+    }
+    moved = {"max_macs", "max_params", "sampler_options", "n_trials", "timeout", "reuse_duplicates", "source"}
+    return {**{k: v for k, v in flat.items() if k not in moved}, **nested, "architectures": archs}
 
 
 def load_config(path: str | Path) -> SweepConfig:

@@ -14,11 +14,14 @@ from collections.abc import Iterable
 
 from optuna.trial import FrozenTrial, TrialState
 
+from dynsweep.sweep.record import TrialRecord
+
 
 def dominated_count(others: Iterable[FrozenTrial], epoch: int, acc: float, macs: float) -> int:
     count = 0
     for other in others:
-        curve, other_macs = other.user_attrs.get("curve"), other.user_attrs.get("macs")
+        record = TrialRecord.of(other)
+        curve, other_macs = record.curve, record.macs
         if other.state not in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.PRUNED):
             continue
         if not curve or other_macs is None or len(curve) <= epoch:

@@ -16,13 +16,14 @@ import optuna
 from dynsweep.sweep.config import Architecture, Dimension, SweepConfig
 
 
-def _encode(value: Any) -> Any:
+def encode_choice(value: Any) -> Any:
+    """A categorical choice as Optuna stores it (lists and mappings as their JSON text)."""
     return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value)
 
 
 def _decode(dim: Dimension, value: Any) -> Any:
     for choice in dim.choices or []:
-        if _encode(choice) == value:
+        if encode_choice(choice) == value:
             return choice
     return value
 
@@ -30,7 +31,7 @@ def _decode(dim: Dimension, value: Any) -> Any:
 def suggest_dimension(trial: optuna.Trial, model: str, dim: Dimension) -> Any:
     name = f"{model}.{dim.name}"
     if dim.choices is not None:
-        return _decode(dim, trial.suggest_categorical(name, [_encode(c) for c in dim.choices]))
+        return _decode(dim, trial.suggest_categorical(name, [encode_choice(c) for c in dim.choices]))
     if dim.is_int:
         return trial.suggest_int(name, int(dim.low), int(dim.high), step=int(dim.step or 1), log=dim.log)
     return trial.suggest_float(name, float(dim.low), float(dim.high), step=dim.step, log=dim.log)
@@ -54,3 +55,20 @@ def preset_spec(preset: str, arch: Architecture) -> dict[str, Any]:
     from dynsweep.models import default_spec
 
     return {**default_spec(preset).to_dict(), **arch.base}
+
+
+def trial_params(
+    config: SweepConfig, model: str, preset: str | None, spec: dict[str, Any], seed: int | None
+) -> dict[str, Any]:
+    """What a trial's training process is given (``TrialRecord.child_params``): everything needed
+    to train, and to replay, one point with one seed."""
+    arch = config.architecture(model)
+    return {
+        "model": model,
+        "preset": preset,
+        "spec": spec,
+        "small_input": arch.small_input,
+        "training": config.training_for(model),
+        "data": config.data,
+        "seed": seed,
+    }

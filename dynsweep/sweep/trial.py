@@ -26,11 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 
+from dynsweep import compat
 from dynsweep.sweep import pruning
 from dynsweep.sweep.config import SweepConfig
-from dynsweep.sweep.space import preset_spec, suggest_architecture, suggest_spec
+from dynsweep.sweep.points import holder, untried_points
+from dynsweep.sweep.record import TrialRecord, enqueued_params, point_digest, point_key
+from dynsweep.sweep.space import preset_spec, suggest_architecture, suggest_spec, trial_params
+from dynsweep.sweep.study import SweepError
+from dynsweep.sweep.study import trial_dir as study_trial_dir
 
 Log = Callable[[str], None]
 
@@ -41,31 +47,21 @@ def derive_seed(config_seed: int, study_name: str, number: int) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def system_attrs(trial: optuna.Trial) -> dict[str, Any]:
-    return trial.storage.get_trial_system_attrs(trial._trial_id)
-
-
 def original_number(trial: optuna.Trial) -> int:
     """A re-queued trial keeps the number (and so the seed) of the trial it retries."""
-    return system_attrs(trial).get("failed_trial", trial.number)
+    from dynsweep.sweep.record import retried_trial
+
+    retried = retried_trial(trial.storage.get_trial(compat.trial_id(trial)))
+    return trial.number if retried is None else retried
 
 
 def child_params(trial: optuna.Trial, config: SweepConfig, study_name: str) -> dict[str, Any]:
     """Ask the trial's params; return what the child trains (everything needed to replay it)."""
-    fixed = system_attrs(trial).get("fixed_params", {})
-    preset = fixed.get("preset")
+    preset = enqueued_params(trial).get("preset")
     model = suggest_architecture(trial, config)
     arch = config.architecture(model)
     spec = preset_spec(preset, arch) if preset else suggest_spec(trial, arch)
-    return {
-        "model": model,
-        "preset": preset,
-        "spec": spec,
-        "small_input": arch.small_input,
-        "training": config.training_for(model),
-        "data": config.data,
-        "seed": derive_seed(config.seed, study_name, original_number(trial)),
-    }
+    return trial_params(config, model, preset, spec, derive_seed(config.seed, study_name, original_number(trial)))
 
 
 def measure_cost(params: dict[str, Any]) -> tuple[int, int]:
@@ -100,16 +96,12 @@ def read_progress(trial_dir: Path) -> list[dict[str, Any]]:
     return lines
 
 
-def _training_key(params: dict[str, Any]) -> str:
-    """What makes two trials the same training, up to the seed (a preset's name does not count)."""
-    return json.dumps({k: v for k, v in params.items() if k not in ("seed", "preset")}, sort_keys=True)
-
-
 def finished_twin(study: optuna.Study, params: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
-    """The first COMPLETE trial that trained the same model, spec, training and data, if any."""
-    key = _training_key(params)
+    """The first COMPLETE trial at the same point (:func:`~dynsweep.sweep.record.point_key`)."""
+    key = point_key(params)
     for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if "child_params" in other.user_attrs and _training_key(other.user_attrs["child_params"]) == key:
+        trained = TrialRecord.of(other).child_params
+        if trained is not None and point_key(trained) == key:
             return other
     return None
 
@@ -129,19 +121,31 @@ def reuse_result(
     generations, TPE late in a study); Optuna evaluates them again. The trial keeps the twin's
     seed, curve and directory, so ``replay`` of either retrains the same run.
     """
-    original = twin.user_attrs.get("duplicate_of", twin.number)
-    trial.set_user_attr("duplicate_of", original)
-    trial.set_user_attr("seed", twin.user_attrs["seed"])
-    trial.set_user_attr("child_params", {**params, "seed": twin.user_attrs["seed"]})
-    trial.set_user_attr("curve", twin.user_attrs.get("curve", []))
-    trial.set_user_attr("dir", twin.user_attrs.get("dir"))
-    trial.set_user_attr("wall_seconds", time.time() - start)
+    record = TrialRecord.of(twin)
+    original = twin.number if record.duplicate_of is None else record.duplicate_of
+    TrialRecord.write(
+        trial,
+        duplicate_of=original,
+        seed=record.seed,
+        child_params={**params, "seed": record.seed},
+        curve=record.curve,
+        dir=record.dir,
+        wall_seconds=time.time() - start,
+    )
     with contextlib.suppress(OSError):  # a re-queued trial's directory may hold files
         trial_dir.rmdir()  # made for a training that does not happen
     study.tell(trial, twin.values)
     label = params["preset"] or params["model"]
     log(f"trial {trial.number} ({label}): the same training as trial {original}: its result reused, not retrained")
     return TrialState.COMPLETE
+
+
+def wait_until_finished(study: optuna.Study, number: int, poll: float = 2.0) -> None:
+    """Wait while trial ``number`` runs (in another worker; a dead worker's trial is failed by its
+    stale heartbeat, so this ends)."""
+    while study.get_trials(deepcopy=False)[number].state == TrialState.RUNNING:
+        time.sleep(poll)
+        fail_stale_trials(study)
 
 
 def describe_exit(code: int) -> str:
@@ -154,43 +158,64 @@ def describe_exit(code: int) -> str:
 
 
 def run_trial(
-    study: optuna.Study, trial: optuna.Trial, config: SweepConfig, runs_dir: Path, log: Log = print
-) -> TrialState:
-    """Run one asked trial to its end and tell the study; returns the told state."""
+    study: optuna.Study,
+    trial: optuna.Trial,
+    config: SweepConfig,
+    runs_dir: Path,
+    log: Log = print,
+    resample: bool = True,
+) -> TrialState | None:
+    """Run one asked trial to its end and tell the study; returns the told state, or None when the
+    proposal repeated a point another trial holds and ``resample`` allows proposing anew (the
+    trial is told FAIL, marked ``resampled`` and not counted)."""
     start = time.time()
-    trial_dir = runs_dir / study.study_name / f"trial_{trial.number:04d}"
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    trial.set_user_attr("dir", str(trial_dir.resolve()))
+    trial_dir = study_trial_dir(runs_dir, study, trial.number)
 
     def fail(reason: str) -> TrialState:
-        trial.set_user_attr("fail_reason", reason)
-        trial.set_user_attr("wall_seconds", time.time() - start)
+        TrialRecord.write(trial, fail_reason=reason, wall_seconds=time.time() - start)
         study.tell(trial, state=TrialState.FAIL)
         log(f"trial {trial.number}: FAIL: {reason}")
         return TrialState.FAIL
 
     try:
+        trial_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        fail(f"cannot create its directory: {error}")
+        raise SweepError(f"--runs-dir: cannot create {trial_dir}: {error.strerror}") from None
+    TrialRecord.write(trial, dir=str(trial_dir.resolve()))
+    if original_number(trial) != trial.number:  # a retry inherits its original's record: start afresh
+        TrialRecord.write(trial, fail_reason=None, curve=[], stopped_at_epoch=None, wall_seconds=None)
+    try:
         params = child_params(trial, config, study.study_name)
-        trial.set_user_attr("model", params["model"])
-        trial.set_user_attr("seed", params["seed"])
+        TrialRecord.write(trial, model=params["model"], seed=params["seed"])
         if params["preset"]:
-            trial.set_user_attr("preset", params["preset"])
+            TrialRecord.write(trial, preset=params["preset"])
+        other = holder(study, trial, point_digest(params))
+        if other is not None and resample and untried_points(study, config) != []:
+            TrialRecord.write(trial, resampled=other.number, wall_seconds=time.time() - start)
+            with contextlib.suppress(OSError):
+                trial_dir.rmdir()
+            study.tell(trial, state=TrialState.FAIL)
+            log(f"trial {trial.number}: the point of trial {other.number} ({other.state.name}): proposed anew")
+            return None
+        if other is not None and other.state == TrialState.RUNNING:
+            log(f"trial {trial.number}: the point of trial {other.number}, running: waiting for its result")
+            wait_until_finished(study, other.number)
         macs, n_params = measure_cost(params)
     except Exception as error:  # noqa: BLE001 - an impossible spec fails this trial only
         return fail(f"{type(error).__name__}: {error}")
-    trial.set_user_attr("macs", macs)
-    trial.set_user_attr("params", n_params)
-    twin = finished_twin(study, params) if config.reuse_duplicates else None
+    TrialRecord.write(trial, macs=macs, params=n_params)
+    twin = finished_twin(study, params) if config.budget.reuse_duplicates else None
     if twin is not None:
         return reuse_result(study, trial, twin, params, trial_dir, start, log)
-    trial.set_user_attr("child_params", params)
+    TrialRecord.write(trial, child_params=params)
     (trial_dir / "params.json").write_text(json.dumps(params, indent=2))
     label = params["preset"] or params["model"]
-    for limit, value, name in ((config.max_macs, macs, "MACs"), (config.max_params, n_params, "parameters")):
+    limits = config.constraints
+    for limit, value, name in ((limits.max_macs, macs, "MACs"), (limits.max_params, n_params, "parameters")):
         if limit is not None and value > limit:
             reason = f"{name} {value:,} over the budget {limit:,.0f}"
-            trial.set_user_attr("infeasible", reason)
-            trial.set_user_attr("wall_seconds", time.time() - start)
+            TrialRecord.write(trial, infeasible=reason, wall_seconds=time.time() - start)
             study.tell(trial, state=TrialState.PRUNED)
             log(f"trial {trial.number} ({label}): infeasible, not trained: {reason}")
             return TrialState.PRUNED
@@ -210,7 +235,7 @@ def run_trial(
             if len(progress) > seen:
                 seen = len(progress)
                 curve = [p["val_acc1"] for p in progress]
-                trial.set_user_attr("curve", curve)
+                TrialRecord.write(trial, curve=curve)
                 last = progress[-1]
                 log(
                     f"trial {trial.number} ({label}): epoch {last['epoch'] + 1}/{max_epochs} "
@@ -235,10 +260,9 @@ def run_trial(
         raise
     progress = read_progress(trial_dir)
     curve = [p["val_acc1"] for p in progress]
-    trial.set_user_attr("curve", curve)
-    trial.set_user_attr("wall_seconds", time.time() - start)
+    TrialRecord.write(trial, curve=curve, wall_seconds=time.time() - start)
     if stopped:
-        trial.set_user_attr("stopped_at_epoch", len(curve))
+        TrialRecord.write(trial, stopped_at_epoch=len(curve))
         study.tell(trial, state=TrialState.PRUNED)
         log(f"trial {trial.number} ({label}): stopped early, dominated at epoch {len(curve)}")
         return TrialState.PRUNED
