@@ -21,7 +21,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from dynsweep.models.spec import DynamicSpec, StagePlan, make_divisible
-from dynsweep.nn import CoefficientPredictor, DynamicConv2d
+from dynsweep.nn import CoefficientPredictor, DynamicConv2d, DynamicLinear
 
 
 class CoefficientFeed:
@@ -58,22 +58,6 @@ class ConvNormAct(nn.Sequential):
     def __init__(self, conv: nn.Module, norm: nn.Module, activation: nn.Module | None = None) -> None:
         super().__init__(conv, norm, *([activation] if activation is not None else []))
         self.out_channels = norm.num_features
-
-
-class DynamicLinear(DynamicConv2d):
-    """A ``Linear`` layer as a 1x1 dynamic convolution on a ``[B, C]`` input (classifier=True).
-
-    Its weight is ``[out, num_bases, in, 1, 1]``; a torchvision Linear weight loads through
-    ``load_static(weight[:, :, None, None], bias)``.
-    """
-
-    def __init__(self, in_features: int, out_features: int, **dynamic_kwargs) -> None:
-        super().__init__(in_features, out_features, 1, bias=True, **dynamic_kwargs)
-        self.in_features = in_features
-        self.out_features = out_features
-
-    def forward(self, x: Tensor, coefficients: Tensor | None = None) -> Tensor:  # type: ignore[override]
-        return super().forward(x[:, :, None, None], coefficients).flatten(1)
 
 
 def is_shared(module: nn.Module) -> bool:
