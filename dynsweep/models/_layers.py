@@ -21,7 +21,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from dynsweep.models.spec import DynamicSpec, StagePlan, make_divisible
-from dynsweep.nn import CoefficientPredictor, DynamicConv2d, DynamicLinear
+from dynsweep.nn import CoefficientPredictor, DynamicConv2d, DynamicLinear, check_reduction
 
 
 class CoefficientFeed:
@@ -133,11 +133,7 @@ class LayerFactory:
         )
 
     def check_reduction(self, in_channels: int, reduction: int | None, where: str) -> None:
-        if reduction is not None and in_channels // reduction < 1:
-            raise ValueError(
-                f"DynamicSpec.reduction: {reduction} leaves no hidden units for the {in_channels} "
-                f"input channels of the predictor in {where} of {self.arch}"
-            )
+        check_reduction(reduction, in_channels, name="DynamicSpec.reduction", where=f" in {where} of {self.arch}")
 
     def own_predictor(self, in_channels: int, num_bases: int, reduction: int | None, where: str) -> dict:
         """Keyword arguments of a DynamicConv2d with a predictor of its own."""
