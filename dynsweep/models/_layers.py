@@ -5,9 +5,10 @@ of block-level coefficient predictors.
 :class:`BlockBuilder`; the builder returns a static ``nn.Conv2d`` or a ``DynamicConv2d`` for each
 convolution by its role and the block's placement, and after the block's convolutions are made,
 :meth:`BlockBuilder.predictor` returns the block's :class:`CoefficientPredictor` (one CPM per
-block, as in the paper) or ``None``. In ``forward`` a block asks :func:`block_coefficients` for
-the coefficients and runs its modules through :func:`run`, which hands each shared-predictor layer
-its coefficients in the order the layers were built, which is the order they run.
+block, as in the paper) or ``None``. Each dynamic layer served by the block's predictor gets its
+``coefficient_slot`` when it is built: the index of its tensor in the predictor's output. In
+``forward`` a block asks :func:`block_coefficients` for the coefficients and runs its modules
+through :func:`run`, which hands each such layer ``coefficients[layer.coefficient_slot]``.
 
 Every convolution a family builds is followed directly by its BatchNorm, so BatchNorm can be folded
 into the bases of a dynamic convolution for inference.
@@ -23,25 +24,8 @@ from torch import Tensor, nn
 from dynsweep.models.spec import DynamicSpec, StagePlan, make_divisible
 from dynsweep.nn import CoefficientPredictor, DynamicConv2d, DynamicLinear, check_reduction
 
-
-class CoefficientFeed:
-    """A block's coefficients, handed out one layer at a time in the order the layers were built.
-
-    Indexes the predictor's output instead of iterating it, so blocks stay traceable by
-    ``torch.fx`` (``dynsweep.nn.fold_batchnorm``) and ``torch.export``.
-    """
-
-    def __init__(self, coefficients: list[Tensor]) -> None:
-        self.coefficients = coefficients
-        self.taken = 0
-
-    def take(self) -> Tensor:
-        value = self.coefficients[self.taken]
-        self.taken += 1
-        return value
-
-
-Coefficients = CoefficientFeed | None
+Coefficients = list[Tensor] | None
+"""A block's coefficients: its predictor's output, one tensor per slot; None without a predictor."""
 
 
 def conv_role(kernel_size: int, groups: int) -> str:
@@ -66,16 +50,18 @@ def is_shared(module: nn.Module) -> bool:
 
 
 def block_coefficients(predictor: CoefficientPredictor | None, x: Tensor) -> Coefficients:
-    """The block's coefficients, one tensor per shared dynamic layer in build order."""
-    return None if predictor is None else CoefficientFeed(predictor(x))
+    """The block's coefficients, one tensor per shared dynamic layer, indexed by its slot."""
+    return None if predictor is None else predictor(x)
 
 
 def run(module: nn.Module, x: Tensor, coefficients: Coefficients) -> Tensor:
-    """Apply ``module``, feeding shared dynamic layers (also inside ``nn.Sequential``s) in order."""
+    """Apply ``module``, handing each shared dynamic layer (also inside ``nn.Sequential``s) the
+    coefficients of its slot. Indexing, not iterating, keeps blocks traceable by ``torch.fx``
+    (``dynsweep.nn.fold_batchnorm``) and ``torch.export``."""
     if is_shared(module):
         if coefficients is None:
             raise RuntimeError("a shared-predictor layer ran without block coefficients")
-        return module(x, coefficients.take())
+        return module(x, coefficients[module.coefficient_slot])
     if type(module) in (nn.Sequential, ConvNormAct):
         for child in module:
             x = run(child, x, coefficients)
@@ -201,8 +187,11 @@ class BlockBuilder:
             )
         args = (in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
         if spec.predictor_scope == "block":
+            slot = len(self.shared_outputs)  # this layer's place in the block predictor's output
             self.shared_outputs.append((out_channels, self.plan.num_bases))
-            return DynamicConv2d(*args, num_bases=self.plan.num_bases, mode=spec.mode, shared_predictor=True)
+            return DynamicConv2d(
+                *args, num_bases=self.plan.num_bases, mode=spec.mode, shared_predictor=True, coefficient_slot=slot
+            )
         plan = self.plan
         return DynamicConv2d(
             *args, **self.factory.own_predictor(in_channels, plan.num_bases, plan.reduction, self.where)
