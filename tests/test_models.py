@@ -232,7 +232,8 @@ def shared_layers_by_predictor(model: nn.Module) -> dict[CoefficientPredictor, l
     for block in model.modules():
         predictor = getattr(block, "predictor", None)
         if isinstance(predictor, CoefficientPredictor) and not isinstance(block, DynamicConv2d):
-            served[predictor] = [m for m in block.modules() if isinstance(m, DynamicConv2d) and m.predictor is None]
+            layers = [m for m in block.modules() if isinstance(m, DynamicConv2d) and m.predictor is None]
+            served[predictor] = layers
     return served
 
 
@@ -272,9 +273,11 @@ def test_slots_follow_the_predictor_output_order(spec: dict | None) -> None:
     for name in names:
         model = build_model(name, spec)
         for predictor, layers in shared_layers_by_predictor(model).items():
-            assert sorted(layer.coefficient_slot for layer in layers) == list(range(len(predictor.layer_outputs)))
+            slots = sorted(layer.coefficient_slot for layer in layers)
+            assert slots == list(range(len(predictor.layer_outputs))), name
             for layer in layers:
-                assert predictor.layer_outputs[layer.coefficient_slot] == (layer.out_channels, layer.num_bases)
+                shape = (layer.out_channels, layer.num_bases)
+                assert predictor.layer_outputs[layer.coefficient_slot] == shape, name
 
 
 def test_block_hands_each_layer_the_coefficients_of_its_slot() -> None:
