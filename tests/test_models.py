@@ -226,6 +226,21 @@ def test_small_input_keeps_output_stride_8(name: str) -> None:
     assert build_model(name, features_only=True)(torch.zeros(1, 3, 64, 64)).shape[-2:] == (2, 2)
 
 
+@pytest.mark.parametrize("name", list_models(presets=False))
+@pytest.mark.parametrize("output_stride", [8, 16, 32])
+def test_stage_walk_sets_the_feature_stride(name: str, output_stride: int) -> None:
+    """One walk for every family: ``small_input`` takes the feature stride from 32 to 8, and
+    ``output_stride`` bounds it, the strides it removes becoming dilation."""
+    x = torch.zeros(1, 3, 64, 64)
+    for small_input, total in ((False, 32), (True, 8)):
+        model = build_model(name, small_input=small_input, output_stride=output_stride, features_only=True)
+        with torch.no_grad():
+            size = model.eval()(x).shape[-1]
+        assert size == 64 // min(output_stride, total), (small_input, size)
+        dilated = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.dilation != (1, 1)]
+        assert bool(dilated) == (output_stride < total), small_input
+
+
 def shared_layers_by_predictor(model: nn.Module) -> dict[CoefficientPredictor, list[DynamicConv2d]]:
     """Each block-level predictor and the dynamic layers of its block that it serves."""
     served = {}
