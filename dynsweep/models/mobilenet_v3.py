@@ -22,7 +22,11 @@ from dynsweep.models.spec import DynamicSpec, make_divisible
 
 
 class BlockConfig(NamedTuple):
-    """One row of the paper's table (input channels come from the previous row)."""
+    """One row of the paper's table (input channels come from the previous row).
+
+    A stage is a run of rows with one ``out``, strided at its first row: the stage walk reads
+    ``out`` and ``stride`` from that row.
+    """
 
     kernel: int
     expanded: int

@@ -61,7 +61,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = _shortcut(b, planes)
         self.predictor = b.predictor(inplanes)
-        self.out_channels = planes
+        self.out_channels = planes * self.expansion
 
     def forward(self, x: Tensor) -> Tensor:
         eta = block_coefficients(self.predictor, x)
@@ -83,12 +83,12 @@ class Bottleneck(nn.Module):
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = b.conv(planes, planes, 3, b.stride, b.dilation)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = b.conv(planes, planes * 4, 1)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.out_channels = planes * self.expansion
+        self.conv3 = b.conv(planes, self.out_channels, 1)
+        self.bn3 = nn.BatchNorm2d(self.out_channels)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = _shortcut(b, planes * 4)
+        self.downsample = _shortcut(b, self.out_channels)
         self.predictor = b.predictor(inplanes)
-        self.out_channels = planes * 4
 
     def forward(self, x: Tensor) -> Tensor:
         eta = block_coefficients(self.predictor, x)

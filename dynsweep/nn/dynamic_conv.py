@@ -85,9 +85,9 @@ class DynamicConv2d(nn.Module):
     predictor's hidden width to ``in_channels // reduction`` (``None``: a single linear layer).
     With ``shared_predictor=True`` the layer has no predictor of its own and ``forward`` needs
     coefficients from a block-level :class:`CoefficientPredictor` (the paper's one CPM per block);
-    ``coefficient_slot`` is then the index of this layer's tensor in that predictor's output, so
-    a block hands each layer ``coefficients[layer.coefficient_slot]`` (None until the model that
-    builds the block sets it).
+    ``coefficient_slot`` is then the index of this layer's tensor in that predictor's output: a
+    block hands each layer ``coefficients[layer.coefficient_slot]`` (``dynsweep.models`` sets it
+    when it builds the layer).
 
     Bases are initialised like ``nn.Conv2d``'s kernel, scaled so that the fused kernel at the
     predictor's average coefficient has the variance of a static convolution's kernel.
