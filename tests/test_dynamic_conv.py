@@ -279,6 +279,11 @@ def test_from_conv_rejects_other_padding_modes() -> None:
         (dict(in_channels=0, out_channels=4, kernel_size=3), "in_channels"),
         (dict(in_channels=4, out_channels=4, kernel_size=3, strategy="fast"), "strategy"),
         (dict(in_channels=4, out_channels=4, kernel_size=3, mode="dyconv", temperature=0.0), "temperature"),
+        (dict(in_channels=4, out_channels=4, kernel_size=3, coefficient_slot=0), "coefficient_slot"),
+        (
+            dict(in_channels=4, out_channels=4, kernel_size=3, shared_predictor=True, coefficient_slot=-1),
+            "coefficient_slot",
+        ),
     ],
 )
 def test_bad_arguments_name_the_field(kwargs: dict, field: str) -> None:

@@ -12,7 +12,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from dynsweep.cost import count
 from dynsweep.models import (
     DynamicSpec,
-    _layers,
     build_model,
     build_segmentation_model,
     default_spec,
@@ -227,20 +226,89 @@ def test_small_input_keeps_output_stride_8(name: str) -> None:
     assert build_model(name, features_only=True)(torch.zeros(1, 3, 64, 64)).shape[-2:] == (2, 2)
 
 
-def test_every_block_uses_every_coefficient(monkeypatch) -> None:
-    """Each block's predictor emits exactly one tensor per shared layer, consumed in order."""
-    feeds: list[_layers.CoefficientFeed] = []
-    original = _layers.CoefficientFeed.__init__
+@pytest.mark.parametrize("name", list_models(presets=False))
+@pytest.mark.parametrize("output_stride", [8, 16, 32])
+def test_stage_walk_sets_the_feature_stride(name: str, output_stride: int) -> None:
+    """One walk for every family: ``small_input`` takes the feature stride from 32 to 8, and
+    ``output_stride`` bounds it, the strides it removes becoming dilation."""
+    x = torch.zeros(1, 3, 64, 64)
+    for small_input, total in ((False, 32), (True, 8)):
+        model = build_model(name, small_input=small_input, output_stride=output_stride, features_only=True)
+        with torch.no_grad():
+            size = model.eval()(x).shape[-1]
+        assert size == 64 // min(output_stride, total), (small_input, size)
+        dilated = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.dilation != (1, 1)]
+        assert bool(dilated) == (output_stride < total), small_input
 
-    def recording_init(self, coefficients):
-        original(self, coefficients)
-        feeds.append(self)
 
-    monkeypatch.setattr(_layers.CoefficientFeed, "__init__", recording_init)
+def shared_layers_by_predictor(model: nn.Module) -> dict[CoefficientPredictor, list[DynamicConv2d]]:
+    """Each block-level predictor and the dynamic layers of its block that it serves."""
+    served = {}
+    for block in model.modules():
+        predictor = getattr(block, "predictor", None)
+        if isinstance(predictor, CoefficientPredictor) and not isinstance(block, DynamicConv2d):
+            layers = [m for m in block.modules() if isinstance(m, DynamicConv2d) and m.predictor is None]
+            served[predictor] = layers
+    return served
+
+
+def test_every_block_uses_every_coefficient() -> None:
+    """Each block's predictor emits exactly one tensor per shared layer, and each layer consumes
+    the tensor of its slot, once."""
     for name in list_models("dy_*"):
-        feeds.clear()
-        build_model(name).eval()(torch.randn(1, 3, 32, 32))
-        assert feeds and all(feed.taken == len(feed.coefficients) for feed in feeds), name
+        model = build_model(name).eval()
+        served = shared_layers_by_predictor(model)
+        produced: dict[CoefficientPredictor, list[torch.Tensor]] = {}
+        consumed: list[tuple[DynamicConv2d, torch.Tensor]] = []
+        for predictor in served:
+            predictor.register_forward_hook(lambda module, args, out: produced.__setitem__(module, out))
+        for layers in served.values():
+            for layer in layers:
+                layer.register_forward_pre_hook(lambda module, args: consumed.append((module, args[1])))
+        model(torch.randn(1, 3, 32, 32))
+        assert served and set(produced) == set(served), name
+        owner = {layer: predictor for predictor, layers in served.items() for layer in layers}
+        assert len(consumed) == sum(len(out) for out in produced.values()), name
+        for layer, coefficients in consumed:
+            assert coefficients is produced[owner[layer]][layer.coefficient_slot], name
+
+
+SLOT_SPECS = [
+    {"stages": "all"},
+    {"stages": "all", "roles": ["pointwise"], "mode": "condconv"},
+    {"stages": [0, 2], "blocks": [0, -1], "roles": ["depthwise", "full"], "num_bases": 2},
+]
+
+
+@pytest.mark.parametrize("spec", [None, *SLOT_SPECS])
+def test_slots_follow_the_predictor_output_order(spec: dict | None) -> None:
+    """In every block, the slots of the shared layers number the predictor's outputs, and the
+    output of each slot has the shape of the layer that reads it."""
+    names = list_models("dy_*") if spec is None else list_models(presets=False)
+    for name in names:
+        model = build_model(name, spec)
+        for predictor, layers in shared_layers_by_predictor(model).items():
+            slots = sorted(layer.coefficient_slot for layer in layers)
+            assert slots == list(range(len(predictor.layer_outputs))), name
+            for layer in layers:
+                shape = (layer.out_channels, layer.num_bases)
+                assert predictor.layer_outputs[layer.coefficient_slot] == shape, name
+
+
+def test_block_hands_each_layer_the_coefficients_of_its_slot() -> None:
+    """Two layers of one shape in one block: swapping their slots changes the block's output, so a
+    mis-order cannot pass unseen."""
+    torch.manual_seed(0)
+    block = build_model("dy_resnet18").layer1[1].eval()
+    assert block.predictor.layer_outputs[0] == block.predictor.layer_outputs[1]
+    x = torch.randn(2, block.conv1.in_channels, 8, 8)
+    with torch.no_grad():
+        first, second = block.predictor(x)
+        hidden = block.relu(block.bn1(block.conv1(x, first)))
+        reference = block.relu(block.bn2(block.conv2(hidden, second)) + x)
+        torch.testing.assert_close(block(x), reference)
+        block.conv1.coefficient_slot, block.conv2.coefficient_slot = 1, 0
+        assert not torch.allclose(block(x), reference, rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize(

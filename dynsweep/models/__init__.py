@@ -17,6 +17,7 @@ from dynsweep.models.registry import (
     list_models,
     register_model,
     register_preset,
+    resolve_spec,
 )
 from dynsweep.models.segmentation import DilatedFCN, FCNHead, build_segmentation_model
 from dynsweep.models.spec import PREDICTOR_SCOPES, ROLES, DynamicSpec
@@ -37,4 +38,5 @@ __all__ = [
     "load_torchvision_weights",
     "register_model",
     "register_preset",
+    "resolve_spec",
 ]

@@ -11,18 +11,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from dynsweep.models._layers import (
-    BlockBuilder,
-    ConvNormAct,
-    LayerFactory,
-    block_coefficients,
-    check_output_stride,
-    dilate,
-    init_static,
-    run,
-)
+from dynsweep.models._builder import BlockBuilder, ModelBuilder, StageLayout
+from dynsweep.models._layers import Backbone, ConvNormAct, InvertedResidualBase, init_static
 from dynsweep.models.registry import register_model
-from dynsweep.models.spec import DynamicSpec, make_divisible, plan_stages
+from dynsweep.models.spec import DynamicSpec
 
 # t (expansion), c (output channels), n (blocks), s (stride of the first block): one row a stage.
 MOBILENET_V2_TABLE = [
@@ -43,43 +35,29 @@ def _relu6() -> nn.Module:
     return nn.ReLU6(inplace=True)
 
 
-class InvertedResidual(nn.Module):
+class InvertedResidual(InvertedResidualBase):
     """[1x1 expand] -> 3x3 depthwise -> 1x1 linear projection, residual when shapes allow.
 
     Modules are named as torchvision's (``conv.0.0`` ... ``conv.2``, ``conv.3``).
     """
 
-    def __init__(
-        self,
-        b: BlockBuilder,
-        inp: int,
-        hidden: int,
-        oup: int,
-        stride: int,
-        dilation: int,
-        expand: bool,
-        dw_groups: int,
-    ) -> None:
-        super().__init__()
+    def __init__(self, b: BlockBuilder, expand_ratio: float) -> None:
+        inp, oup = b.in_channels, b.channels
+        hidden, expand = b.expansion(int(round(inp * expand_ratio)))
         layers: list[nn.Module] = []
         if expand:
             layers.append(b.conv_norm_act(inp, hidden, 1, activation=_relu6))
         layers += [
-            b.conv_norm_act(hidden, hidden, 3, stride, dilation, dw_groups, activation=_relu6),
+            b.conv_norm_act(
+                hidden, hidden, 3, b.stride, b.dilation, b.depthwise_groups(hidden), activation=_relu6
+            ),
             b.conv(hidden, oup, 1),
             nn.BatchNorm2d(oup),
         ]
-        self.conv = nn.Sequential(*layers)
-        self.use_res_connect = stride == 1 and inp == oup
-        self.out_channels = oup
-        self.predictor = b.predictor(inp)
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = run(self.conv, x, block_coefficients(self.predictor, x))
-        return x + out if self.use_res_connect else out
+        super().__init__(b, "conv", layers)
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(Backbone):
     """MobileNetV2 from a table and a spec.
 
     ``width_mult`` follows torchvision (stem and stages scaled, the last 1x1 convolution only
@@ -102,73 +80,38 @@ class MobileNetV2(nn.Module):
         name: str = "mobilenet_v2",
     ) -> None:
         super().__init__()
-        spec = spec or DynamicSpec()
-        check_output_stride(output_stride, name)
-        self.spec, self.arch = spec, name
-        depths = [n for _, _, n, _ in table]
-        factory = LayerFactory(
+        build = ModelBuilder(
             spec,
-            plan_stages(spec, name, depths, ("expansion", "depthwise_group_width")),
             name,
+            [StageLayout(n, c, s) for _, c, n, s in table],
             default_multiple=8,
+            fields=("expansion", "depthwise_group_width"),
+            small_input=small_input,
+            output_stride=output_stride,
         )
+        self.spec, self.arch = build.spec, name
 
-        inp = factory.fixed_channels(STEM_CHANNELS, spec.width_mult, "the stem")
-        features: list[nn.Module] = [
-            ConvNormAct(
-                factory.stem_conv(in_channels, inp, 3, 1 if small_input else 2),
-                nn.BatchNorm2d(inp),
-                nn.ReLU6(inplace=True),
-            )
-        ]
-        dilation, current, shrink_stride = 1, 1 if small_input else 2, small_input
-        for stage, (t, c, n, s) in enumerate(table):
-            oup = factory.stage_channels(stage, c)
-            if shrink_stride and s > 1:
-                s, shrink_stride = 1, False
-            first_dilation = dilation
-            s, dilation, current = dilate(s, dilation, current, output_stride)
-            for index in range(n):
-                where = f"stage {stage} block {index}"
-                if spec.expansion is None:
-                    hidden, expand = int(round(inp * t)), t != 1
-                else:
-                    hidden = make_divisible(spec.expansion * oup, factory.multiple, "expansion", where)
-                    expand = True
-                b = factory.block(stage, index)
-                features.append(
-                    InvertedResidual(
-                        b,
-                        inp,
-                        hidden,
-                        oup,
-                        s if index == 0 else 1,
-                        first_dilation if index == 0 else dilation,
-                        expand,
-                        factory.depthwise_groups(hidden, where),
-                    )
-                )
-                inp = oup
+        stem = build.stem_conv(in_channels, STEM_CHANNELS, 3)
+        features: list[nn.Module] = [ConvNormAct(stem, nn.BatchNorm2d(stem.out_channels), _relu6())]
+        for blocks in build.build_stages(stem.out_channels, lambda b: InvertedResidual(b, table[b.stage][0])):
+            features += blocks
+        inp = features[-1].out_channels
         self.features_only = features_only
         if not features_only:
-            last = factory.fixed_channels(LAST_CHANNELS, max(1.0, spec.width_mult), "the last convolution")
-            features.append(
-                ConvNormAct(factory.head_conv(inp, last), nn.BatchNorm2d(last), nn.ReLU6(inplace=True))
-            )
+            widen = max(1.0, build.spec.width_mult)
+            last = build.fixed_channels(LAST_CHANNELS, widen, "the last convolution")
+            features.append(ConvNormAct(build.head_conv(inp, last), nn.BatchNorm2d(last), _relu6()))
             inp = last
         self.features = nn.Sequential(*features)
         self.out_channels = inp
         if not features_only:
-            self.classifier = nn.Sequential(nn.Dropout(p=dropout), factory.linear(inp, num_classes))
+            self.classifier = nn.Sequential(nn.Dropout(p=dropout), build.linear(inp, num_classes))
         init_static(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.features(x)
-        if self.features_only:
-            return x
+    def forward_head(self, x: Tensor) -> Tensor:
         return self.classifier(nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
 
 

@@ -15,22 +15,18 @@ from typing import NamedTuple
 from torch import Tensor, nn
 from torchvision.ops import SqueezeExcitation
 
-from dynsweep.models._layers import (
-    BlockBuilder,
-    ConvNormAct,
-    LayerFactory,
-    block_coefficients,
-    check_output_stride,
-    dilate,
-    init_static,
-    run,
-)
+from dynsweep.models._builder import BlockBuilder, ModelBuilder, StageLayout
+from dynsweep.models._layers import Backbone, ConvNormAct, InvertedResidualBase, init_static
 from dynsweep.models.registry import register_model
-from dynsweep.models.spec import DynamicSpec, make_divisible, plan_stages
+from dynsweep.models.spec import DynamicSpec, make_divisible
 
 
 class BlockConfig(NamedTuple):
-    """One row of the paper's table (input channels come from the previous row)."""
+    """One row of the paper's table (input channels come from the previous row).
+
+    A stage is a run of rows with one ``out``, strided at its first row: the stage walk reads
+    ``out`` and ``stride`` from that row.
+    """
 
     kernel: int
     expanded: int
@@ -68,45 +64,29 @@ _norm = partial(nn.BatchNorm2d, eps=0.001, momentum=0.01)
 _ACTIVATIONS = {"RE": nn.ReLU, "HS": nn.Hardswish}
 
 
-class InvertedResidual(nn.Module):
+class InvertedResidual(InvertedResidualBase):
     """[1x1 expand] -> k x k depthwise -> [squeeze-excitation] -> 1x1 projection, + residual.
 
     Modules are named as torchvision's (``block.0`` ...).
     """
 
-    def __init__(
-        self,
-        b: BlockBuilder,
-        cnf: BlockConfig,
-        inp: int,
-        hidden: int,
-        oup: int,
-        stride: int,
-        dilation: int,
-        expand: bool,
-        dw_groups: int,
-    ) -> None:
-        super().__init__()
-        act = _ACTIVATIONS[cnf.activation]
+    def __init__(self, b: BlockBuilder, cnf: BlockConfig) -> None:
+        inp, oup, act = b.in_channels, b.channels, _ACTIVATIONS[cnf.activation]
+        hidden, expand = b.expansion(b.model.stage_channels(b.stage, cnf.expanded))
         layers: list[nn.Module] = []
         if expand:
             layers.append(b.conv_norm_act(inp, hidden, 1, activation=act, norm=_norm))
-        layers.append(b.conv_norm_act(hidden, hidden, cnf.kernel, stride, dilation, dw_groups, act, _norm))
+        groups = b.depthwise_groups(hidden)
+        depthwise = (hidden, hidden, cnf.kernel, b.stride, b.dilation, groups)
+        layers.append(b.conv_norm_act(*depthwise, activation=act, norm=_norm))
         if cnf.use_se:
             squeeze = make_divisible(hidden // 4, 8, "expansion", "a squeeze-excitation")
             layers.append(SqueezeExcitation(hidden, squeeze, scale_activation=nn.Hardsigmoid))
         layers.append(b.conv_norm_act(hidden, oup, 1, norm=_norm))
-        self.block = nn.Sequential(*layers)
-        self.use_res_connect = stride == 1 and inp == oup
-        self.out_channels = oup
-        self.predictor = b.predictor(inp)
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = run(self.block, x, block_coefficients(self.predictor, x))
-        return x + out if self.use_res_connect else out
+        super().__init__(b, "block", layers)
 
 
-class MobileNetV3(nn.Module):
+class MobileNetV3(Backbone):
     """MobileNetV3 from a stage table and a spec.
 
     ``width_mult`` follows torchvision (every width scaled, the classifier's hidden layer too).
@@ -130,63 +110,45 @@ class MobileNetV3(nn.Module):
         name: str = "mobilenet_v3",
     ) -> None:
         super().__init__()
-        spec = spec or DynamicSpec()
-        check_output_stride(output_stride, name)
-        self.spec, self.arch = spec, name
-        plans = plan_stages(spec, name, [len(rows) for rows in table], ("expansion", "depthwise_group_width"))
-        factory = LayerFactory(spec, plans, name, default_multiple=8)
+        build = ModelBuilder(
+            spec,
+            name,
+            [StageLayout(len(rows), rows[0].out, rows[0].stride) for rows in table],
+            default_multiple=8,
+            fields=("expansion", "depthwise_group_width"),
+            small_input=small_input,
+            output_stride=output_stride,
+        )
+        self.spec, self.arch = build.spec, name
 
-        inp = factory.fixed_channels(stem_channels, spec.width_mult, "the stem")
-        stem = factory.stem_conv(in_channels, inp, 3, 1 if small_input else 2)
-        layers: list[nn.Module] = [ConvNormAct(stem, _norm(inp), nn.Hardswish())]
-        dilation, current, shrink_stride = 1, 1 if small_input else 2, small_input
-        for stage, rows in enumerate(table):
-            for index, cnf in enumerate(rows):
-                where = f"stage {stage} block {index}"
-                oup = factory.stage_channels(stage, cnf.out)
-                if spec.expansion is None:
-                    hidden = factory.stage_channels(stage, cnf.expanded)
-                    expand = hidden != inp
-                else:
-                    hidden, expand = (
-                        make_divisible(spec.expansion * oup, factory.multiple, "expansion", where),
-                        True,
-                    )
-                stride = cnf.stride
-                if shrink_stride and stride > 1:
-                    stride, shrink_stride = 1, False
-                first_dilation = dilation
-                stride, dilation, current = dilate(stride, dilation, current, output_stride)
-                groups = factory.depthwise_groups(hidden, where)
-                block = InvertedResidual(
-                    factory.block(stage, index), cnf, inp, hidden, oup, stride, first_dilation, expand, groups
-                )
-                layers.append(block)
-                inp = oup
+        stem = build.stem_conv(in_channels, stem_channels, 3)
+        layers: list[nn.Module] = [ConvNormAct(stem, _norm(stem.out_channels), nn.Hardswish())]
+        for blocks in build.build_stages(
+            stem.out_channels, lambda b: InvertedResidual(b, table[b.stage][b.index])
+        ):
+            layers += blocks
+        inp = layers[-1].out_channels
         self.features_only = features_only
         if not features_only:
-            layers.append(ConvNormAct(factory.head_conv(inp, 6 * inp), _norm(6 * inp), nn.Hardswish()))
+            layers.append(ConvNormAct(build.head_conv(inp, 6 * inp), _norm(6 * inp), nn.Hardswish()))
             inp = 6 * inp
         self.features = nn.Sequential(*layers)
         self.out_channels = inp
         if not features_only:
-            hidden_features = factory.fixed_channels(last_channels, spec.width_mult, "the classifier")
+            hidden_features = build.fixed_channels(last_channels, build.spec.width_mult, "the classifier")
             self.avgpool = nn.AdaptiveAvgPool2d(1)
             self.classifier = nn.Sequential(
-                factory.linear(inp, hidden_features),
+                build.linear(inp, hidden_features),
                 nn.Hardswish(inplace=True),
                 nn.Dropout(p=dropout, inplace=True),
-                factory.linear(hidden_features, num_classes),
+                build.linear(hidden_features, num_classes),
             )
         init_static(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.features(x)
-        if self.features_only:
-            return x
+    def forward_head(self, x: Tensor) -> Tensor:
         return self.classifier(self.avgpool(x).flatten(1))
 
 

@@ -74,7 +74,7 @@ def register_preset(baseline: str) -> Callable[[Callable[[], DynamicSpec]], Buil
         base = get_model_entry(baseline)
 
         def builder(spec: SpecLike = None, **kwargs: Any) -> nn.Module:
-            return base.build(resolve_spec(spec, preset_spec), **kwargs)
+            return base.build(resolve_spec(spec_fn.__name__, spec), **kwargs)
 
         builder.__name__ = builder.__qualname__ = spec_fn.__name__
         builder.__module__, builder.__doc__ = spec_fn.__module__, spec_fn.__doc__
@@ -102,18 +102,22 @@ def list_models(pattern: str = "*", presets: bool = True) -> list[str]:
     )
 
 
+def resolve_spec(name: str, spec: SpecLike = None) -> DynamicSpec:
+    """The spec ``build_model(name, spec)`` builds with, validated and owned by the caller.
+
+    ``None``: the registered spec (a preset's, or the static default); a dict: that spec with
+    those fields changed; a :class:`DynamicSpec`: a copy of it, used as given.
+    """
+    if isinstance(spec, DynamicSpec):
+        return DynamicSpec.from_dict(spec.to_dict())
+    if spec is not None and not isinstance(spec, Mapping):
+        raise ValueError(f"spec must be a dict, a DynamicSpec or None, got {type(spec).__name__}")
+    return DynamicSpec.from_dict(dict(spec or {}), base=get_model_entry(name).spec)
+
+
 def default_spec(name: str) -> DynamicSpec:
     """The spec ``build_model(name)`` uses: the preset's, or the static default (a copy)."""
-    return DynamicSpec.from_dict(get_model_entry(name).spec.to_dict())
-
-
-def resolve_spec(spec: SpecLike, default: DynamicSpec) -> DynamicSpec:
-    """``None``: ``default``; a dict: ``default`` with those fields changed; a DynamicSpec: itself."""
-    if spec is None:
-        return DynamicSpec.from_dict(default.to_dict())
-    if isinstance(spec, DynamicSpec):
-        return DynamicSpec.from_dict(spec.to_dict())  # a validated copy: the model owns its spec
-    return DynamicSpec.from_dict(spec, base=default)
+    return resolve_spec(name)
 
 
 def build_model(
@@ -132,9 +136,8 @@ def build_model(
     images. Further keyword arguments go to the family's class (``output_stride``,
     ``features_only``).
     """
-    entry = get_model_entry(name)
-    return entry.build(
-        resolve_spec(spec, entry.spec),
+    return get_model_entry(name).build(
+        resolve_spec(name, spec),
         num_classes=num_classes,
         in_channels=in_channels,
         small_input=small_input,

@@ -13,17 +13,10 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from dynsweep.models._layers import (
-    BlockBuilder,
-    LayerFactory,
-    block_coefficients,
-    check_output_stride,
-    dilate,
-    init_static,
-    run,
-)
+from dynsweep.models._builder import BlockBuilder, ModelBuilder, StageLayout
+from dynsweep.models._layers import Backbone, block_coefficients, init_static, run
 from dynsweep.models.registry import register_model
-from dynsweep.models.spec import DynamicSpec, plan_stages
+from dynsweep.models.spec import DynamicSpec
 
 
 @dataclass(frozen=True)
@@ -36,6 +29,10 @@ class ResNetConfig:
     strides: tuple[int, ...] = (1, 2, 2, 2)
     stem_channels: int = 64
 
+    @property
+    def stages(self) -> list[StageLayout]:
+        return [StageLayout(*row) for row in zip(self.depths, self.planes, self.strides, strict=True)]
+
 
 RESNET_CONFIGS = {
     "resnet18": ResNetConfig("basic", (2, 2, 2, 2)),
@@ -43,10 +40,10 @@ RESNET_CONFIGS = {
 }
 
 
-def _shortcut(b: BlockBuilder, inplanes: int, outplanes: int, stride: int) -> nn.Sequential | None:
-    if stride == 1 and inplanes == outplanes:
+def _shortcut(b: BlockBuilder, outplanes: int) -> nn.Sequential | None:
+    if b.stride == 1 and b.in_channels == outplanes:
         return None
-    return nn.Sequential(b.conv(inplanes, outplanes, 1, stride), nn.BatchNorm2d(outplanes))
+    return nn.Sequential(b.conv(b.in_channels, outplanes, 1, b.stride), nn.BatchNorm2d(outplanes))
 
 
 class BasicBlock(nn.Module):
@@ -54,17 +51,17 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(
-        self, b: BlockBuilder, inplanes: int, planes: int, stride: int = 1, dilation: int = 1
-    ) -> None:
+    def __init__(self, b: BlockBuilder) -> None:
         super().__init__()
-        self.conv1 = b.conv(inplanes, planes, 3, stride, dilation)
+        inplanes, planes = b.in_channels, b.channels
+        self.conv1 = b.conv(inplanes, planes, 3, b.stride, b.dilation)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = b.conv(planes, planes, 3, 1, dilation)
+        self.conv2 = b.conv(planes, planes, 3, 1, b.dilation)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = _shortcut(b, inplanes, planes, stride)
+        self.downsample = _shortcut(b, planes)
         self.predictor = b.predictor(inplanes)
+        self.out_channels = planes * self.expansion
 
     def forward(self, x: Tensor) -> Tensor:
         eta = block_coefficients(self.predictor, x)
@@ -79,18 +76,18 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(
-        self, b: BlockBuilder, inplanes: int, planes: int, stride: int = 1, dilation: int = 1
-    ) -> None:
+    def __init__(self, b: BlockBuilder) -> None:
         super().__init__()
+        inplanes, planes = b.in_channels, b.channels
         self.conv1 = b.conv(inplanes, planes, 1)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = b.conv(planes, planes, 3, stride, dilation)
+        self.conv2 = b.conv(planes, planes, 3, b.stride, b.dilation)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = b.conv(planes, planes * 4, 1)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.out_channels = planes * self.expansion
+        self.conv3 = b.conv(planes, self.out_channels, 1)
+        self.bn3 = nn.BatchNorm2d(self.out_channels)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = _shortcut(b, inplanes, planes * 4, stride)
+        self.downsample = _shortcut(b, self.out_channels)
         self.predictor = b.predictor(inplanes)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -105,7 +102,7 @@ class Bottleneck(nn.Module):
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
-class ResNet(nn.Module):
+class ResNet(Backbone):
     """A ResNet from a table and a spec.
 
     ``small_input=True`` makes the stem a 3x3 stride-1 convolution without max pooling (CIFAR
@@ -127,45 +124,30 @@ class ResNet(nn.Module):
         name: str = "resnet",
     ) -> None:
         super().__init__()
-        spec = spec or DynamicSpec()
-        check_output_stride(output_stride, name)
-        self.spec, self.arch = spec, name
-        factory = LayerFactory(spec, plan_stages(spec, name, config.depths), name, default_multiple=1)
-        block = BLOCKS[config.block]
+        build = ModelBuilder(
+            spec,
+            name,
+            config.stages,
+            default_multiple=1,
+            small_input=small_input,
+            output_stride=output_stride,
+        )
+        self.spec, self.arch = build.spec, name
 
-        stem = factory.fixed_channels(config.stem_channels, spec.width_mult, "the stem")
-        if small_input:
-            self.conv1 = factory.stem_conv(in_channels, stem, 3, 1)
-            self.maxpool: nn.Module = nn.Identity()
-        else:
-            self.conv1 = factory.stem_conv(in_channels, stem, 7, 2)
-            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.bn1 = nn.BatchNorm2d(stem)
+        self.conv1 = build.stem_conv(in_channels, config.stem_channels, 3 if small_input else 7)
+        self.bn1 = nn.BatchNorm2d(self.conv1.out_channels)
         self.relu = nn.ReLU(inplace=True)
-
-        inplanes, dilation, current = stem, 1, 1 if small_input else 4
-        for stage, (depth, planes, stride) in enumerate(
-            zip(config.depths, config.planes, config.strides, strict=True)
-        ):
-            planes = factory.stage_channels(stage, planes)
-            first_dilation = dilation
-            stride, dilation, current = dilate(stride, dilation, current, output_stride)
-            blocks = []
-            for index in range(depth):
-                b = factory.block(stage, index)
-                if index == 0:
-                    blocks.append(block(b, inplanes, planes, stride, first_dilation))
-                else:
-                    blocks.append(block(b, inplanes, planes, 1, dilation))
-                inplanes = planes * block.expansion
+        self.maxpool = build.stem_pool()
+        stages = build.build_stages(self.conv1.out_channels, BLOCKS[config.block])
+        for stage, blocks in enumerate(stages):
             self.add_module(f"layer{stage + 1}", nn.Sequential(*blocks))
-        self.num_stages = len(config.depths)
-        self.out_channels = inplanes
+        self.num_stages = len(stages)
+        self.out_channels = inplanes = stages[-1][-1].out_channels
 
         self.features_only = features_only
         if not features_only:
             self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-            self.fc = factory.linear(inplanes, num_classes)
+            self.fc = build.linear(inplanes, num_classes)
         init_static(self, linear_std=None)
 
     def forward_features(self, x: Tensor) -> Tensor:
@@ -174,10 +156,7 @@ class ResNet(nn.Module):
             x = getattr(self, f"layer{stage}")(x)
         return x
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.forward_features(x)
-        if self.features_only:
-            return x
+    def forward_head(self, x: Tensor) -> Tensor:
         return self.fc(self.avgpool(x).flatten(1))
 
 

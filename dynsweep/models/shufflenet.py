@@ -14,17 +14,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from dynsweep.models._layers import (
-    BlockBuilder,
-    ConvNormAct,
-    LayerFactory,
-    block_coefficients,
-    check_output_stride,
-    dilate,
-    run,
-)
+from dynsweep.models._builder import BlockBuilder, ModelBuilder, StageLayout
+from dynsweep.models._layers import Backbone, ConvNormAct, block_coefficients, run
 from dynsweep.models.registry import register_alias, register_model
-from dynsweep.models.spec import DynamicSpec, plan_stages
+from dynsweep.models.spec import DynamicSpec
 
 SHUFFLENET_V2_DEPTHS = (4, 8, 4)
 # stem, stage2, stage3, stage4, last 1x1 convolution: one row per width (torchvision's table).
@@ -59,19 +52,16 @@ class InvertedResidual(nn.Module):
     The block's predictor reads the right branch's input.
     """
 
-    def __init__(
-        self,
-        b: BlockBuilder,
-        inp: int,
-        oup: int,
-        downsample: bool,
-        stride: int,
-        dilation: int,
-        right: int,
-        dw_groups: int,
-    ) -> None:
+    def __init__(self, b: BlockBuilder) -> None:
         super().__init__()
-        self.downsample = downsample
+        inp, oup, stride, dilation = b.in_channels, b.channels, b.stride, b.dilation
+        if b.index == 0 and oup % 2:
+            raise ValueError(
+                f"DynamicSpec.channel_multiple: stage {b.stage} gets {oup} channels; ShuffleNetV2's "
+                "channel shuffle needs an even count (use an even channel_multiple or width)"
+            )
+        right = split_channels(oup, b.model.spec.split_ratio, b.where)
+        self.downsample = downsample = b.index == 0
         self.left, self.right = oup - right, right
         if downsample:
             self.branch1 = nn.Sequential(
@@ -93,13 +83,14 @@ class InvertedResidual(nn.Module):
             b.conv(branch_in, right, 1),
             nn.BatchNorm2d(right),
             nn.ReLU(inplace=True),
-            b.conv(right, right, 3, stride, dilation, groups=dw_groups),
+            b.conv(right, right, 3, stride, dilation, groups=b.depthwise_groups(right)),
             nn.BatchNorm2d(right),
             b.conv(right, right, 1),
             nn.BatchNorm2d(right),
             nn.ReLU(inplace=True),
         )
         self.predictor = b.predictor(branch_in)
+        self.out_channels = oup
 
     def forward(self, x: Tensor) -> Tensor:
         if self.downsample:
@@ -111,7 +102,7 @@ class InvertedResidual(nn.Module):
         return channel_shuffle(out, 2)
 
 
-class ShuffleNetV2(nn.Module):
+class ShuffleNetV2(Backbone):
     """ShuffleNetV2 from a width row and a spec.
 
     ``width_mult`` scales the stem and the stages (the last 1x1 convolution only widens, as in
@@ -133,57 +124,30 @@ class ShuffleNetV2(nn.Module):
         name: str = "shufflenet_v2",
     ) -> None:
         super().__init__()
-        spec = spec or DynamicSpec()
-        check_output_stride(output_stride, name)
-        self.spec, self.arch = spec, name
-        plans = plan_stages(spec, name, depths, ("split_ratio", "depthwise_group_width"))
-        factory = LayerFactory(spec, plans, name, default_multiple=2)
-
-        inp = factory.fixed_channels(widths[0], spec.width_mult, "the stem")
-        stem = factory.stem_conv(in_channels, inp, 3, 1 if small_input else 2)
-        self.conv1 = ConvNormAct(stem, nn.BatchNorm2d(inp), nn.ReLU(inplace=True))
-        self.maxpool: nn.Module = (
-            nn.Identity() if small_input else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        build = ModelBuilder(
+            spec,
+            name,
+            [StageLayout(depth, channels, 2) for depth, channels in zip(depths, widths[1:-1], strict=True)],
+            default_multiple=2,
+            fields=("split_ratio", "depthwise_group_width"),
+            small_input=small_input,
+            output_stride=output_stride,
         )
+        self.spec, self.arch = build.spec, name
 
-        dilation, current = 1, 1 if small_input else 4
-        self.stage_names = [f"stage{i + 2}" for i in range(len(depths))]
-        for stage, (name_, depth, channels) in enumerate(
-            zip(self.stage_names, depths, widths[1:-1], strict=True)
-        ):
-            oup = factory.stage_channels(stage, channels)
-            if oup % 2:
-                raise ValueError(
-                    f"DynamicSpec.channel_multiple: stage {stage} gets {oup} channels; ShuffleNetV2's "
-                    "channel shuffle needs an even count (use an even channel_multiple or width)"
-                )
-            first_dilation = dilation
-            stride, dilation, current = dilate(2, dilation, current, output_stride)
-            units = []
-            for index in range(depth):
-                where = f"stage {stage} block {index}"
-                right = split_channels(oup, spec.split_ratio, where)
-                units.append(
-                    InvertedResidual(
-                        factory.block(stage, index),
-                        inp,
-                        oup,
-                        downsample=index == 0,
-                        stride=stride if index == 0 else 1,
-                        dilation=first_dilation if index == 0 else dilation,
-                        right=right,
-                        dw_groups=factory.depthwise_groups(right, where),
-                    )
-                )
-                inp = oup
-            self.add_module(name_, nn.Sequential(*units))
+        stem = build.stem_conv(in_channels, widths[0], 3)
+        self.conv1 = ConvNormAct(stem, nn.BatchNorm2d(stem.out_channels), nn.ReLU(inplace=True))
+        self.maxpool = build.stem_pool()
+        stages = build.build_stages(stem.out_channels, InvertedResidual)
+        self.stage_names = [f"stage{i + 2}" for i in range(len(stages))]
+        for stage_name, units in zip(self.stage_names, stages, strict=True):
+            self.add_module(stage_name, nn.Sequential(*units))
+        inp = stages[-1][-1].out_channels
         self.features_only = features_only
         if not features_only:
-            last = factory.fixed_channels(widths[-1], max(1.0, spec.width_mult), "the last convolution")
-            self.conv5 = ConvNormAct(
-                factory.head_conv(inp, last), nn.BatchNorm2d(last), nn.ReLU(inplace=True)
-            )
-            self.fc = factory.linear(last, num_classes)
+            last = build.fixed_channels(widths[-1], max(1.0, build.spec.width_mult), "the last convolution")
+            self.conv5 = ConvNormAct(build.head_conv(inp, last), nn.BatchNorm2d(last), nn.ReLU(inplace=True))
+            self.fc = build.linear(last, num_classes)
             inp = last
         self.out_channels = inp  # torchvision keeps PyTorch's default initialisation here
 
@@ -193,10 +157,7 @@ class ShuffleNetV2(nn.Module):
             x = getattr(self, name)(x)
         return x
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.forward_features(x)
-        if self.features_only:
-            return x
+    def forward_head(self, x: Tensor) -> Tensor:
         return self.fc(self.conv5(x).mean([2, 3]))
 
 

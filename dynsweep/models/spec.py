@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dynsweep.nn import COEFFICIENT_MODES
+from dynsweep.nn import COEFFICIENT_MODES, check_reduction
 
 ROLES = ("pointwise", "depthwise", "full")
 """Convolution roles: 1x1 with groups=1, any grouped (depthwise) conv, k x k (k > 1) with groups=1."""
@@ -165,10 +165,7 @@ class DynamicSpec:
         if not _is_number(self.temperature) or self.temperature <= 0:
             raise _fail("temperature", f"must be a number > 0, got {self.temperature!r}")
         for value in self.reduction if isinstance(self.reduction, list) else [self.reduction]:
-            if value is not None and (not _is_int(value) or value < 1):
-                raise _fail(
-                    "reduction", f"must be None, an integer >= 1, or a list of them, got {self.reduction!r}"
-                )
+            check_reduction(value, name="DynamicSpec.reduction")
         if self.predictor_scope not in PREDICTOR_SCOPES:
             raise _fail("predictor_scope", f"must be one of {PREDICTOR_SCOPES}, got {self.predictor_scope!r}")
         for name in ("width_mult", "dynamic_width"):

@@ -16,8 +16,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from dynsweep.models._layers import DynamicLinear
-from dynsweep.nn import CoefficientPredictor, DynamicConv2d
+from dynsweep.nn import CoefficientPredictor, DynamicConv2d, DynamicLinear
 
 
 def _read(source: Mapping[str, Tensor] | str | os.PathLike) -> dict[str, Tensor]:

@@ -84,7 +84,10 @@ class DynamicConv2d(nn.Module):
     per base, ``"dyconv"`` one softmax(z / temperature) per base. ``reduction`` sets the
     predictor's hidden width to ``in_channels // reduction`` (``None``: a single linear layer).
     With ``shared_predictor=True`` the layer has no predictor of its own and ``forward`` needs
-    coefficients from a block-level :class:`CoefficientPredictor` (the paper's one CPM per block).
+    coefficients from a block-level :class:`CoefficientPredictor` (the paper's one CPM per block);
+    ``coefficient_slot`` is then the index of this layer's tensor in that predictor's output: a
+    block hands each layer ``coefficients[layer.coefficient_slot]`` (``dynsweep.models`` sets it
+    when it builds the layer).
 
     Bases are initialised like ``nn.Conv2d``'s kernel, scaled so that the fused kernel at the
     predictor's average coefficient has the variance of a static convolution's kernel.
@@ -106,6 +109,7 @@ class DynamicConv2d(nn.Module):
         temperature: float = 30.0,
         *,
         shared_predictor: bool = False,
+        coefficient_slot: int | None = None,
         strategy: str = "auto",
     ) -> None:
         super().__init__()
@@ -119,6 +123,16 @@ class DynamicConv2d(nn.Module):
         if isinstance(num_bases, bool) or not isinstance(num_bases, int) or num_bases < 1:
             raise ValueError(f"num_bases must be an integer >= 1, got {num_bases!r}")
         check_mode(mode)
+        if coefficient_slot is not None and (
+            not shared_predictor
+            or isinstance(coefficient_slot, bool)
+            or not isinstance(coefficient_slot, int)
+            or coefficient_slot < 0
+        ):
+            raise ValueError(
+                "coefficient_slot must be None or, with shared_predictor=True, an integer >= 0, "
+                f"got {coefficient_slot!r}"
+            )
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = _pair(kernel_size, "kernel_size", 1)
@@ -130,6 +144,7 @@ class DynamicConv2d(nn.Module):
         self.num_bases = num_bases
         self.mode = mode
         self.reduction = reduction
+        self.coefficient_slot = coefficient_slot
         self.strategy = strategy
 
         self.weight = nn.Parameter(
@@ -423,6 +438,8 @@ class DynamicConv2d(nn.Module):
             text += ", bias=False"
         if self.predictor is None:
             text += ", shared_predictor=True"
+        if self.coefficient_slot is not None:
+            text += f", coefficient_slot={self.coefficient_slot}"
         if self.strategy != "auto":
             text += f", strategy={self.strategy!r}"
         return text

@@ -52,19 +52,30 @@ def check_mode(mode: str) -> str:
     return mode
 
 
+def check_reduction(
+    reduction: object, in_channels: int | None = None, *, name: str = "reduction", where: str = ""
+) -> None:
+    """The one check of a predictor's ``reduction``: None, or an integer >= 1 that leaves at least
+    one hidden unit for ``in_channels`` (not checked when None).
+
+    ``name`` is the field the message names (``DynamicSpec.reduction`` for a spec) and ``where``
+    says which predictor of a model it is (`` in stage 0 block 1 of resnet18``).
+    """
+    if reduction is None:
+        return
+    if isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1:
+        raise ValueError(f"{name}: must be None or an integer >= 1, got {reduction!r}")
+    if in_channels is not None and in_channels // reduction < 1:
+        raise ValueError(
+            f"{name}: {reduction} leaves no hidden units for the {in_channels} input channels of the "
+            f"predictor{where}; use at most {in_channels} or None"
+        )
+
+
 def hidden_width(in_channels: int, reduction: int | None) -> int | None:
     """Hidden width of the predictor's two-layer MLP, or None for a single linear layer."""
-    if reduction is None:
-        return None
-    if isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1:
-        raise ValueError(f"reduction must be None or an integer >= 1, got {reduction!r}")
-    hidden = in_channels // reduction
-    if hidden < 1:
-        raise ValueError(
-            f"reduction={reduction} leaves no hidden units for in_channels={in_channels}; "
-            f"use reduction <= {in_channels} or reduction=None"
-        )
-    return hidden
+    check_reduction(reduction, in_channels)
+    return None if reduction is None else in_channels // reduction
 
 
 class CoefficientPredictor(nn.Module):
