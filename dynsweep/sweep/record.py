@@ -67,6 +67,19 @@ class TrialRecord:
     """True once no other trial held the same point when this one checked (it trains the point)."""
     resampled: int | None = None
     """The trial whose point this proposal repeated: told FAIL unstarted, not counted, proposed anew."""
+    seeds: list[int] = field(default_factory=list)
+    """The seeds of the trial's trainings, one per repeat (``repeats:`` in the spec); ``seed`` is the first."""
+    seed_values: list[float | None] = field(default_factory=list)
+    """Validation accuracy of each seed's training (None until it finishes); the value told to the
+    study is their mean."""
+    seed_dirs: list[str | None] = field(default_factory=list)
+    """Each seed's training directory."""
+    value_std: float | None = None
+    """Standard deviation of ``seed_values`` (with two or more seeds)."""
+    value_ci: list[float] | None = None
+    """95% confidence interval of the mean accuracy, [low, high] (``dynsweep.stats.mean_interval``)."""
+    repeat_of: int | None = None
+    """A front repeat: the trial whose point this one retrains with more seeds (its seeds included)."""
     worker: str | None = None
     """The worker that ran the trial: host, process id."""
     sampler_seed: int | None = None
