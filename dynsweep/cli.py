@@ -329,6 +329,12 @@ class SweepRun(SweepCommand):
         config = load_config(args.spec)
         start = time.time()
         study = run_sweep(config, args.storage, args.study, args.n_trials, args.workers, Path(args.runs_dir))
+        if config.repeats.front:
+            from dynsweep import analysis
+            from dynsweep.sweep.worker import run_front_repeats
+
+            front = analysis.pareto_front(analysis.from_study(study))["number"].tolist()
+            run_front_repeats(study, config, front, Path(args.runs_dir))
         print(f"sweep {study.study_name}: {time.time() - start:.0f} s")
         print(status_text(study, config, table=args.table))
         ran = [t for t in study.get_trials(deepcopy=False) if t.datetime_start and t.datetime_start.timestamp() >= start]

@@ -172,3 +172,28 @@ def test_kill_9_of_sweep_run_stops_its_spawned_workers(tmp_path):
     alive = [pid for pid in spawned if Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]]
     assert not alive
     os.killpg(sweep.pid, signal.SIGKILL) if Path(f"/proc/{sweep.pid}").exists() else None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_kill_9_mid_repeat_keeps_the_finished_seeds(tmp_path):
+    name = fresh_name()
+    url = f"journal:{tmp_path / (name + '.log')}"
+    spec = long_spec(name, budget={"n_trials": 1}, repeats={"seeds": 2})
+    spec["training"]["limit_train_batches"] = 20
+    path = write(tmp_path, spec)
+    worker = start(tmp_path, "run", str(path), "--storage", url)
+    trial_dir = tmp_path / "runs" / name / "trial_0000"
+    wait_for(trial_dir / "seed_1" / "params.json", timeout=200)
+    finished = (trial_dir / "seed_0" / "metrics.json").stat().st_mtime
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.communicate()
+    done = dynsweep("run", str(path), "--storage", url, cwd=tmp_path, timeout=250)
+    assert done.returncode == 0, done.stderr[-3000:]
+    killed, retry = optuna.load_study(study_name=name, storage=make_storage(url)).trials
+    record, kept = TrialRecord.of(killed), TrialRecord.of(retry)
+    assert retry.state == TrialState.COMPLETE and kept.seeds == record.seeds
+    assert kept.seed_values[0] == record.seed_values[0] and kept.seed_dirs[0] == str((trial_dir / "seed_0").resolve())
+    assert (trial_dir / "seed_0" / "metrics.json").stat().st_mtime == finished  # seed 0 was not retrained
+    assert f"seed {record.seeds[0]} finished before, kept" in done.stdout
+    assert Path(kept.seed_dirs[1]).parent.name == "trial_0001" and kept.seed_values[1] is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -305,14 +306,16 @@ def test_what_cannot_work_is_refused_before_the_first_trial(tmp_path, architectu
 def test_two_workers_on_postgresql_finish_one_study(tmp_path):
     pytest.importorskip("psycopg")
     name = fresh_name()
-    # Every trial trains (a 4-point space repeats points): each has a directory of its own.
+    # Every trial trains a point of its own (a 4-point space, 4 trials): each has a directory of its own.
     path = write(tmp_path, tiny_spec(name, budget={"n_trials": 4, "reuse_duplicates": False}))
     done = dynsweep("run", str(path), "--storage", POSTGRES, "--workers", "2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     study = optuna.load_study(study_name=name, storage=POSTGRES)
     complete = study.get_trials(states=[TrialState.COMPLETE])
-    assert len(complete) == 4 and len(study.trials) == 4  # none lost, none duplicated, none over budget
+    counted = [t for t in study.trials if TrialRecord.of(t).resampled is None]  # not proposals made anew
+    assert len(complete) == 4 and len(counted) == 4  # none lost, none duplicated, none over budget
     assert len({TrialRecord.of(t).dir for t in complete}) == 4
+    assert len({json.dumps(t.params, sort_keys=True) for t in complete}) == 4  # four points, none twice
     assert "[worker]" in done.stdout  # the second worker ran trials too
     optuna.delete_study(study_name=name, storage=POSTGRES)
 
@@ -518,3 +521,31 @@ def test_of_two_trials_racing_for_one_point_one_claims_it():
         study.tell(first, 1.0)
         third = study.ask()
         assert holder(study, third, "p") is not None  # a finished trial holds its point
+
+
+# ------------------------------------------------------------------------------- repeated seeds
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_repeated_seeds_and_front_repeats(tmp_path):
+    """Two seeds per trial: the study is told their mean; each seed trains in its own folder. With
+    ``front: 3`` every front point is then retrained to three seeds, keeping the two it has."""
+    one_point = [{"model": "resnet18", "base": {"width_mult": 0.125}, "space": {"num_bases": [2], "stages": [[3]]}}]
+    spec = tiny_spec("seeds", architectures=one_point, budget={"n_trials": 1}, repeats={"seeds": 2, "front": 3})
+    done = dynsweep("run", str(write(tmp_path, spec)), cwd=tmp_path, timeout=280)
+    assert done.returncode == 0, done.stderr[-3000:]
+    url = f"sqlite:///{tmp_path / 'runs' / 'seeds.db'}"
+    first, repeat = optuna.load_study(study_name="seeds", storage=url).trials
+    record, again = TrialRecord.of(first), TrialRecord.of(repeat)
+    assert len(set(record.seeds)) == 2 and record.seed == record.seeds[0]
+    assert first.values[0] == pytest.approx(sum(record.seed_values) / 2)
+    assert record.value_std == pytest.approx(statistics.stdev(record.seed_values))
+    for directory, value in zip(record.seed_dirs, record.seed_values):
+        assert json.loads((Path(directory) / "metrics.json").read_text())["val_acc1"] == value
+    assert [Path(d).name for d in record.seed_dirs] == ["seed_0", "seed_1"]
+    # The front repeat: the same point, three seeds of which the first two are kept, not retrained.
+    assert again.repeat_of == 0 and repeat.params == first.params and again.seeds[:2] == record.seeds
+    assert again.seed_values[:2] == record.seed_values and again.seed_dirs[:2] == record.seed_dirs
+    assert len(again.seeds) == 3 and again.seed_values[2] is not None
+    assert repeat.values[0] == pytest.approx(sum(again.seed_values) / 3)
+    assert "seed_2" in again.seed_dirs[2] and f"trial_{repeat.number:04d}" in again.seed_dirs[2]
+    assert "1/1 trials done" in dynsweep("status", "--storage", url, "--study", "seeds", cwd=tmp_path).stdout

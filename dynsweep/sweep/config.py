@@ -89,16 +89,33 @@ class Architecture:
     base: dict[str, Any] = field(default_factory=dict)
     small_input: bool = True
     training: dict[str, Any] = field(default_factory=dict)
+    seeds: int | None = None
+    """Trainings per searched trial of this architecture (``repeats: {seeds: N}``), else the spec's."""
 
     def to_dict(self) -> dict[str, Any]:
         """The architecture as a spec file writes it."""
-        return {
+        found = {
             "model": self.model,
             "space": {dim.name: dim.to_dict() for dim in self.space},
             "base": dict(self.base),
             "small_input": self.small_input,
             "training": dict(self.training),
         }
+        return found if self.seeds is None else {**found, "repeats": {"seeds": self.seeds}}
+
+
+@dataclass
+class Repeats:
+    """How many seeds train each point: the value told to the study is their mean.
+
+    ``seeds`` for every searched trial (an architecture's ``repeats: {seeds: N}`` overrides it),
+    ``warm_start`` for the warm starts (default: ``seeds``), and ``front``: after the search, each
+    point of the final front is retrained until it has that many seeds (0: no such phase).
+    """
+
+    seeds: int = 1
+    warm_start: int | None = None
+    front: int = 0
 
 
 @dataclass
@@ -168,6 +185,7 @@ class SweepConfig:
     pruning: Pruning = field(default_factory=Pruning)
     warm_start: list[str] = field(default_factory=list)
     reference_point: dict[str, float] | None = None
+    repeats: Repeats = field(default_factory=Repeats)
     source: str = "<dict>"
 
     def architecture(self, model: str) -> Architecture:
@@ -178,6 +196,13 @@ class SweepConfig:
 
     def training_for(self, model: str) -> dict[str, Any]:
         return {**self.training, **self.architecture(model).training}
+
+    def seeds_for(self, model: str, preset: str | None) -> int:
+        """How many seeds a trial of ``model`` trains (a warm start when ``preset`` is given)."""
+        searched = self.architecture(model).seeds or self.repeats.seeds
+        if preset is not None and self.repeats.warm_start is not None:
+            return self.repeats.warm_start
+        return searched if preset is None else self.repeats.seeds
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as a spec file holds it: ``parse_config(config.to_dict())`` equals ``config``."""
@@ -195,6 +220,7 @@ class SweepConfig:
             "pruning": dataclasses.asdict(self.pruning),
             "warm_start": list(self.warm_start),
             "reference_point": self.reference_point,
+            "repeats": dataclasses.asdict(self.repeats),
         }
 
 
@@ -209,6 +235,7 @@ FIXED_FIELDS = (
     "pruning",
     "warm_start",
     "reference_point",
+    "repeats",
 )
 """Spec fields fixed for a study's life: what is searched, how a trial is trained and judged. A
 spec that differs from the stored one in any of them is refused before any trial runs."""
@@ -303,7 +330,7 @@ def _architecture(where: str, value: Any, spec_fields: set[str]) -> Architecture
     if isinstance(value, str):
         value = {"model": value}
     value = _mapping(where, value)
-    _check_keys(where, value, ("model", "space", "base", "small_input", "training"))
+    _check_keys(where, value, ("model", "space", "base", "small_input", "training", "repeats"))
     models = list_models(presets=False)
     model = value.get("model")
     if model not in models:
@@ -320,7 +347,10 @@ def _architecture(where: str, value: Any, spec_fields: set[str]) -> Architecture
     dims = [_dimension(f"{where}.space.{name}", name, dim) for name, dim in space.items()]
     training = _mapping(f"{where}.training", value.get("training") or {})
     _check_keys(f"{where}.training", training, TRAINING_KEYS)
-    return Architecture(model, dims, base, bool(value.get("small_input", True)), training)
+    repeats = _mapping(f"{where}.repeats", value.get("repeats") or {})
+    _check_keys(f"{where}.repeats", repeats, ("seeds",))
+    seeds = _positive(f"{where}.repeats.seeds", repeats["seeds"]) if "seeds" in repeats else None
+    return Architecture(model, dims, base, bool(value.get("small_input", True)), training, seeds)
 
 
 def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
@@ -342,6 +372,7 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
         "pruning",
         "warm_start",
         "reference_point",
+        "repeats",
     }
     _check_keys(source, raw, top)
     name = raw.get("name") or Path(source).stem
@@ -431,6 +462,14 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
     _check_keys(f"{source}: pruning", pruning_raw, [f.name for f in dataclasses.fields(Pruning)])
     pruning = Pruning(**pruning_raw)
 
+    repeats_raw = _mapping(f"{source}: repeats", raw.get("repeats") or {})
+    _check_keys(f"{source}: repeats", repeats_raw, ("seeds", "warm_start", "front"))
+    repeats = Repeats(
+        seeds=_positive(f"{source}: repeats.seeds", repeats_raw.get("seeds", 1)),
+        warm_start=_positive(f"{source}: repeats.warm_start", repeats_raw.get("warm_start"), allow_none=True),
+        front=0 if not repeats_raw.get("front") else _positive(f"{source}: repeats.front", repeats_raw["front"]),
+    )
+
     warm_start = raw.get("warm_start") or []
     if not isinstance(warm_start, list):
         raise _fail(f"{source}: warm_start", f"must be a list of model or preset names, got {warm_start!r}")
@@ -464,6 +503,7 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
         pruning=pruning,
         warm_start=list(warm_start),
         reference_point=reference_point,
+        repeats=repeats,
         source=source,
     )
 

@@ -1,9 +1,10 @@
 """The study of a sweep: created (or resumed) from a spec with named objectives, the spec and the
 budget stored in it, warm starts enqueued; loaded by workers and readers from the storage alone.
 
-Budget: every trial counts (COMPLETE, PRUNED, FAIL, RUNNING), except a failed trial that was
-re-queued (its retry counts instead) and a trial a worker started over the budget in a race
-(told FAIL and marked over budget).
+Budget: every trial counts (COMPLETE, PRUNED, FAIL, RUNNING) whatever its number of seeds, except
+a failed trial that was re-queued (its retry counts instead), a trial a worker started over the
+budget in a race (told FAIL and marked over budget), a proposal that repeated a held point (made
+anew) and the front repeats that run after the budget is spent.
 """
 
 from __future__ import annotations
@@ -142,12 +143,15 @@ def counted_trials(study: optuna.Study) -> tuple[list[FrozenTrial], int]:
     counted = [
         t
         for t in trials
-        if t.state != TrialState.WAITING
-        and t.number not in retried
-        and not is_over_budget(t)
-        and TrialRecord.of(t).resampled is None
+        if t.state != TrialState.WAITING and t.number not in retried and not is_over_budget(t) and _counts(t)
     ]
     return counted, sum(t.state == TrialState.WAITING for t in trials)
+
+
+def _counts(trial: FrozenTrial) -> bool:
+    """Neither a proposal made anew (it never ran) nor a front repeat (a phase after the budget)."""
+    record = TrialRecord.of(trial)
+    return record.resampled is None and record.repeat_of is None
 
 
 def budget(study: optuna.Study, config: SweepConfig) -> int:

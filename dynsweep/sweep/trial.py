@@ -16,12 +16,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import statistics
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +43,21 @@ from dynsweep.sweep.study import trial_dir as study_trial_dir
 Log = Callable[[str], None]
 
 
-def derive_seed(config_seed: int, study_name: str, number: int) -> int:
+def derive_seed(config_seed: int, study_name: str, number: int | str) -> int:
     """The trial's seed from the spec's seed, the study name and the trial number (31 bits)."""
     digest = hashlib.sha256(f"{config_seed}:{study_name}:{number}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 def original_number(trial: optuna.Trial) -> int:
-    """A re-queued trial keeps the number (and so the seed) of the trial it retries."""
+    """A re-queued trial keeps the number (and so the seeds) of the trial it retries, a front
+    repeat those of the trial it repeats."""
     from dynsweep.sweep.record import retried_trial
 
-    retried = retried_trial(trial.storage.get_trial(compat.trial_id(trial)))
-    return trial.number if retried is None else retried
+    stored = trial.storage.get_trial(compat.trial_id(trial))
+    repeat_of = TrialRecord.of(stored).repeat_of
+    retried = retried_trial(stored)
+    return repeat_of if repeat_of is not None else trial.number if retried is None else retried
 
 
 def child_params(trial: optuna.Trial, config: SweepConfig, study_name: str) -> dict[str, Any]:
@@ -185,12 +190,13 @@ def run_trial(
     TrialRecord.write(trial, dir=str(trial_dir.resolve()))
     if original_number(trial) != trial.number:  # a retry inherits its original's record: start afresh
         TrialRecord.write(trial, fail_reason=None, curve=[], stopped_at_epoch=None, wall_seconds=None)
+    repeat = TrialRecord.of(study_trial(study, trial)).repeat_of is not None
     try:
         params = child_params(trial, config, study.study_name)
         TrialRecord.write(trial, model=params["model"], seed=params["seed"])
         if params["preset"]:
             TrialRecord.write(trial, preset=params["preset"])
-        other = holder(study, trial, point_digest(params))
+        other = None if repeat else holder(study, trial, point_digest(params))
         if other is not None and resample and untried_points(study, config) != []:
             TrialRecord.write(trial, resampled=other.number, wall_seconds=time.time() - start)
             with contextlib.suppress(OSError):
@@ -205,7 +211,7 @@ def run_trial(
     except Exception as error:  # noqa: BLE001 - an impossible spec fails this trial only
         return fail(f"{type(error).__name__}: {error}")
     TrialRecord.write(trial, macs=macs, params=n_params)
-    twin = finished_twin(study, params) if config.budget.reuse_duplicates else None
+    twin = finished_twin(study, params) if config.budget.reuse_duplicates and not repeat else None
     if twin is not None:
         return reuse_result(study, trial, twin, params, trial_dir, start, log)
     TrialRecord.write(trial, child_params=params)
@@ -224,53 +230,128 @@ def run_trial(
         f"trial {trial.number} ({label}): {macs / 1e6:.2f} MMACs, {n_params / 1e6:.3f} M params, "
         f"training in {trial_dir}"
     )
+    count = config.repeats.front if repeat else config.seeds_for(params["model"], params["preset"])
+    seeds = trial_seeds(config, params, study.study_name, original_number(trial), count)
+    inherited = TrialRecord.of(study_trial(study, trial))  # a retry's or a front repeat's finished seeds
+    kept = [
+        k < len(inherited.seeds) and inherited.seeds[k] == seed and inherited.seed_values[k] is not None
+        for k, seed in enumerate(seeds)
+    ]
+    values = [inherited.seed_values[k] if kept[k] else None for k in range(len(seeds))]
+    dirs = [
+        inherited.seed_dirs[k] if kept[k] else str(seed_dir(trial_dir, k, len(seeds)).resolve())
+        for k in range(len(seeds))
+    ]
+    TrialRecord.write(trial, seeds=seeds, seed_dirs=dirs, seed_values=values)
+    for k, seed in enumerate(seeds):
+        if values[k] is not None:
+            log(f"trial {trial.number} ({label}): seed {seed} finished before, kept")
+            continue
+        name = f"{label}, seed {seed}" if len(seeds) > 1 else label
+        outcome = train_seed(study, trial, config, {**params, "seed": seed}, Path(dirs[k]), macs, name, log, watch=k == 0)
+        if outcome.stopped:
+            TrialRecord.write(trial, stopped_at_epoch=outcome.epochs, wall_seconds=time.time() - start)
+            study.tell(trial, state=TrialState.PRUNED)
+            log(f"trial {trial.number} ({label}): stopped early, dominated at epoch {outcome.epochs}")
+            return TrialState.PRUNED
+        if outcome.error is not None:
+            return fail(outcome.error)
+        values[k] = outcome.val_acc1
+        TrialRecord.write(trial, seed_values=values)
+    accuracy = statistics.fmean(values)
+    TrialRecord.write(trial, wall_seconds=time.time() - start)
+    if len(values) > 1:
+        TrialRecord.write(trial, value_std=statistics.stdev(values))
+    objective_values = {"val_acc1": accuracy, "macs": float(macs), "params": float(n_params)}
+    study.tell(trial, [objective_values[name] for name in config.objectives])
+    spread = f" (mean of {len(values)} seeds)" if len(values) > 1 else ""
+    log(f"trial {trial.number} ({label}): val_acc1 {accuracy:.4f}{spread} in {time.time() - start:.0f} s")
+    return TrialState.COMPLETE
+
+
+def trial_seeds(config: SweepConfig, params: dict[str, Any], study_name: str, number: int, count: int) -> list[int]:
+    """The ``count`` seeds a trial trains: the first is the trial's seed (``params["seed"]``);
+    each further repeat's is derived from the trial's number and the repeat's index."""
+    return [params["seed"]] + [derive_seed(config.seed, study_name, f"{number}:{k}") for k in range(1, count)]
+
+
+def seed_dir(trial_dir: Path, index: int, count: int) -> Path:
+    """Where one seed trains: the trial's directory itself, or ``seed_<k>`` in it with repeats."""
+    return trial_dir if count == 1 else trial_dir / f"seed_{index}"
+
+
+def study_trial(study: optuna.Study, trial: optuna.Trial) -> optuna.trial.FrozenTrial:
+    return compat.storage_of(study).get_trial(compat.trial_id(trial))
+
+
+@dataclass
+class SeedOutcome:
+    """How one seed's training ended: its best accuracy, stopped early, or failed with a reason."""
+
+    val_acc1: float | None = None
+    epochs: int = 0
+    stopped: bool = False
+    error: str | None = None
+
+
+def train_seed(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    config: SweepConfig,
+    params: dict[str, Any],
+    directory: Path,
+    macs: int,
+    label: str,
+    log: Log,
+    watch: bool,
+) -> SeedOutcome:
+    """Train one seed in its own process and directory; while the first seed (``watch``) trains,
+    its curve is the trial's, and early stopping may end it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "params.json").write_text(json.dumps(params, indent=2))
     max_epochs = params["training"].get("max_epochs")
-    child = launch_child(trial_dir)
+    child = launch_child(directory)
     seen = 0
     stopped = False
     try:
         while child.poll() is None:
             time.sleep(0.5)
-            progress = read_progress(trial_dir)
-            if len(progress) > seen:
-                seen = len(progress)
-                curve = [p["val_acc1"] for p in progress]
-                TrialRecord.write(trial, curve=curve)
-                last = progress[-1]
-                log(
-                    f"trial {trial.number} ({label}): epoch {last['epoch'] + 1}/{max_epochs} "
-                    f"val_acc1 {last['val_acc1']:.4f}"
-                )
-                if config.pruning.enabled and pruning.should_stop(
-                    study.get_trials(deepcopy=False),
-                    trial.number,
-                    last["epoch"],
-                    last["val_acc1"],
-                    macs,
-                    config.pruning.min_dominating,
-                    config.pruning.warmup_epochs,
-                ):
-                    stopped = True
-                    child.kill()
-                    child.wait()
-                    break
+            progress = read_progress(directory)
+            if len(progress) <= seen:
+                continue
+            seen = len(progress)
+            last = progress[-1]
+            log(
+                f"trial {trial.number} ({label}): epoch {last['epoch'] + 1}/{max_epochs} "
+                f"val_acc1 {last['val_acc1']:.4f}"
+            )
+            if not watch:
+                continue
+            TrialRecord.write(trial, curve=[p["val_acc1"] for p in progress])
+            if config.pruning.enabled and pruning.should_stop(
+                study.get_trials(deepcopy=False),
+                trial.number,
+                last["epoch"],
+                last["val_acc1"],
+                macs,
+                config.pruning.min_dominating,
+                config.pruning.warmup_epochs,
+            ):
+                stopped = True
+                child.kill()
+                child.wait()
+                break
     except BaseException:
         child.kill()
         child.wait()
         raise
-    progress = read_progress(trial_dir)
-    curve = [p["val_acc1"] for p in progress]
-    TrialRecord.write(trial, curve=curve, wall_seconds=time.time() - start)
+    curve = [p["val_acc1"] for p in read_progress(directory)]
+    if watch:
+        TrialRecord.write(trial, curve=curve)
     if stopped:
-        TrialRecord.write(trial, stopped_at_epoch=len(curve))
-        study.tell(trial, state=TrialState.PRUNED)
-        log(f"trial {trial.number} ({label}): stopped early, dominated at epoch {len(curve)}")
-        return TrialState.PRUNED
-    metrics_path = trial_dir / "metrics.json"
+        return SeedOutcome(epochs=len(curve), stopped=True)
+    metrics_path = directory / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     if child.returncode != 0 or "error" in metrics:
-        return fail(metrics.get("error") or describe_exit(child.returncode))
-    values = {"val_acc1": metrics["val_acc1"], "macs": float(macs), "params": float(n_params)}
-    study.tell(trial, [values[name] for name in config.objectives])
-    log(f"trial {trial.number} ({label}): val_acc1 {metrics['val_acc1']:.4f} in {time.time() - start:.0f} s")
-    return TrialState.COMPLETE
+        return SeedOutcome(epochs=len(curve), error=metrics.get("error") or describe_exit(child.returncode))
+    return SeedOutcome(val_acc1=metrics["val_acc1"], epochs=len(curve))

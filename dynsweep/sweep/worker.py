@@ -121,6 +121,44 @@ def run_worker(
     return ran
 
 
+def run_front_repeats(
+    study: optuna.Study, config: SweepConfig, front: list[int], runs_dir: Path, log: Log = print
+) -> int:
+    """Retrain each front trial that has fewer than ``repeats.front`` seeds, as a new trial that
+    keeps its finished seeds and trains the missing ones (``repeat_of``; not counted against the
+    trial budget). Returns the number of repeats run."""
+    wanted = config.repeats.front
+    ran = 0
+    for number in front:
+        original = study.get_trials(deepcopy=False)[number]
+        record = TrialRecord.of(original)
+        if len([v for v in record.seed_values if v is not None]) >= wanted:
+            continue
+        inherited = TrialRecord.as_user_attrs(
+            repeat_of=number,
+            model=record.model,
+            preset=record.preset,
+            seeds=record.seeds,
+            seed_values=record.seed_values,
+            seed_dirs=record.seed_dirs,
+        )
+        study.enqueue_trial(original.params, user_attrs=inherited)
+        trial = study.ask()
+        TrialRecord.write(trial, worker=worker_name())
+        log(f"trial {trial.number}: the front point of trial {number}, to {wanted} seeds")
+        thread = compat.heartbeat_thread(trial, compat.storage_of(study))
+        thread.start()
+        try:
+            run_trial(study, trial, config, runs_dir, log, resample=False)
+        except KeyboardInterrupt:
+            fail_interrupted(study, trial)
+            raise
+        finally:
+            thread.join()
+        ran += 1
+    return ran
+
+
 STALE_REASON = "its worker stopped sending heartbeats (killed, or its host lost)"
 
 
