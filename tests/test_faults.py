@@ -113,7 +113,7 @@ def test_a_runs_folder_that_cannot_be_written_is_refused_before_any_trial(tmp_pa
 
 # ----------------------------------------------------------------------------- interrupts, kill -9
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(360)
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_ctrl_c_fails_the_trial_at_once_and_exits_130(tmp_path, kind):
     name = fresh_name()
@@ -130,7 +130,7 @@ def test_ctrl_c_fails_the_trial_at_once_and_exits_130(tmp_path, kind):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_kill_9_fails_and_requeues_the_trial_with_its_reason(tmp_path, kind):
     """The databases' heartbeats, and the journal's leases: a killed worker's trial is failed with
@@ -156,7 +156,7 @@ def test_kill_9_fails_and_requeues_the_trial_with_its_reason(tmp_path, kind):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)
 def test_kill_9_of_sweep_run_stops_its_spawned_workers(tmp_path):
     name = fresh_name()
     url = f"journal:{tmp_path / (name + '.log')}"
@@ -175,7 +175,7 @@ def test_kill_9_of_sweep_run_stops_its_spawned_workers(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_kill_9_mid_repeat_keeps_the_finished_seeds(tmp_path):
     name = fresh_name()
     url = f"journal:{tmp_path / (name + '.log')}"

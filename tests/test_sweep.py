@@ -162,7 +162,7 @@ def test_dominance_rule():
 
 # ---------------------------------------------------------------------------------- end to end
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)
 def test_quickstart_end_to_end_short(tmp_path):
     raw = yaml.safe_load((ROOT / "sweeps" / "quickstart.yaml").read_text())
     raw["training"].update(SHORT)
@@ -220,7 +220,7 @@ def test_quickstart_end_to_end_short(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)
 def test_a_duplicate_trial_reuses_the_finished_result(tmp_path):
     """A space of one point: the first trial trains; the sampler's repeats are told its values."""
     one_point = [{"model": "resnet18", "base": {"width_mult": 0.125}, "space": {"num_bases": [2], "stages": [[3]]}}]
@@ -252,7 +252,7 @@ def test_a_duplicate_trial_reuses_the_finished_result(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(360)
 def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
     spec = tiny_spec(
         "crash",
@@ -302,7 +302,7 @@ def test_what_cannot_work_is_refused_before_the_first_trial(tmp_path, architectu
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(360)
 def test_two_workers_on_postgresql_finish_one_study(tmp_path):
     pytest.importorskip("psycopg")
     name = fresh_name()
@@ -321,7 +321,7 @@ def test_two_workers_on_postgresql_finish_one_study(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)
 def test_kill_9_of_a_worker_then_run_again_completes(tmp_path):
     pytest.importorskip("psycopg")
     name = fresh_name()
@@ -388,7 +388,7 @@ def test_reference_point_of_the_spec_is_stored_in_the_study(tmp_path):
 
 # ---------------------------------------------------------------------------------- old studies
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_a_study_written_by_dynsweep_0_1_still_loads(tmp_path):
     """tests/fixtures/legacy.log: a journal study written by dynsweep 0.1 from legacy.yaml (its
     spec stored flat, warm starts enqueued without their record): status, pareto, replay and a
@@ -463,7 +463,7 @@ def proposed(url: str, name: str) -> list[float]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)
 def test_a_resumed_run_and_a_second_worker_propose_new_points(tmp_path):
     for sampler in ("random", "nsga2"):
         name = f"resume_{sampler}"
@@ -477,16 +477,29 @@ def test_a_resumed_run_and_a_second_worker_propose_new_points(tmp_path):
         seeds = [TrialRecord.of(t).sampler_seed for t in optuna.load_study(study_name=name, storage=url).trials]
         assert seeds[0] == 3 and len(set(seeds)) == 2  # the spec's seed, then a new one for the resumed run
 
+    # Two workers joining one study at the same moment: each samples with a seed of its own.
     url = f"journal:{tmp_path / 'two.log'}"
-    done = dynsweep("run", str(write(tmp_path, continuous_spec("two", budget={"n_trials": 8}))), "--storage", url, "--workers", "2", cwd=tmp_path)
+    done = dynsweep("run", str(write(tmp_path, continuous_spec("two", budget={"n_trials": 2}))), "--storage", url, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
+    StudyRecord.write(optuna.load_study(study_name="two", storage=make_storage(url)), n_trials=12)
+    workers = [start_worker(tmp_path, url, "two") for _ in range(2)]
+    for worker in workers:
+        assert worker.wait(timeout=300) == 0
     points = proposed(url, "two")
-    assert len(points) == 8 and len(set(points)) == 8, points
-    assert len({TrialRecord.of(t).worker for t in optuna.load_study(study_name="two", storage=make_storage(url)).trials}) == 2
+    assert len(points) == 12 and len(set(points)) == 12, points
+    trials = optuna.load_study(study_name="two", storage=make_storage(url)).trials
+    by_worker = {TrialRecord.of(t).worker: TrialRecord.of(t).sampler_seed for t in trials[2:]}
+    assert len(by_worker) == 2 and len(set(by_worker.values())) == 2
+
+
+def start_worker(tmp_path: Path, url: str, study: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "dynsweep", "sweep", "worker", "--storage", url, "--study", study]
+    return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)
 def test_a_small_discrete_space_is_covered_before_any_point_repeats(tmp_path):
     """Six points, every trial infeasible (cheap): six trials take six distinct points; the
     seventh and eighth may repeat (nothing is left untried)."""
@@ -525,7 +538,7 @@ def test_of_two_trials_racing_for_one_point_one_claims_it():
 
 # ------------------------------------------------------------------------------- repeated seeds
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_repeated_seeds_and_front_repeats(tmp_path):
     """Two seeds per trial: the study is told their mean; each seed trains in its own folder. With
     ``front: 3`` every front point is then retrained to three seeds, keeping the two it has."""
