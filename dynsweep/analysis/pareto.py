@@ -97,7 +97,7 @@ def front_mask(frame: pd.DataFrame, objectives: Objectives | None = None, by: st
     """True for the rows on the Pareto front (of each ``by`` group when given).
 
     Ties are all on the front, as in ``Study.best_trials``; failed, pruned, running and infeasible
-    rows never are.
+    rows never are, and a point trained by several trials is on it once (see :func:`eligible`).
     """
     objectives = objectives_of(frame, objectives)
     mask = pd.Series(False, index=frame.index)
