@@ -452,7 +452,7 @@ def test_without_point_digests_duplicates_and_repeats_follow_their_original():
 
 
 def test_front_points_whose_intervals_overlap_their_neighbours_are_marked(repeated):
-    url, frame = repeated
+    _, frame = repeated
     front = analysis.pareto_front(frame[frame["arch"] == "resnet18"])
     assert front["number"].tolist() == [4, 1, 2, 5]
     # intervals: 4 one seed; 1 [0.825, 0.875]; 2 [0.893, 0.917]; 5 [0.901, 0.934]
@@ -568,8 +568,11 @@ def test_pareto_command_compares_kinds(tmp_path, repeated):
     bad = run_pareto("--storage", url, "--study", "seeds", "--out", str(tmp_path / "bad"), "--compare", "dyy", "fix", cwd=tmp_path)
     assert bad.returncode == 2 and not (tmp_path / "bad").exists()
     assert bad.stderr.strip().splitlines() == [
-        "dynsweep sweep pareto: compare: 'dyy' is not one of dy, fix, baseline, searched, dy_mobilenet_v2, dy_resnet18, "
-        "fix_mobilenet_v2, fix_resnet18, mobilenet_v2, resnet18 (a kind, or a preset or architecture in the study)"
+        (
+            "dynsweep sweep pareto: compare: 'dyy' is not one of dy, fix, baseline, searched, dy_mobilenet_v2, "
+            "dy_resnet18, fix_mobilenet_v2, fix_resnet18, mobilenet_v2, resnet18 (a kind, or a preset or architecture "
+            "in the study)"
+        )
     ]
 
 

@@ -154,13 +154,8 @@ def dynamic_against_static(
         accuracy = accuracy_objective(objectives)
         both = pd.concat([dynamic, static])
         one_seed = sum(len(stats.finished(_seed_values(row, accuracy))) < 2 for _, row in both.iterrows())
-        rows.append(
-            dict(
-                arch=arch, dynamic_points=len(dynamic), static_points=len(static), one_seed_points=one_seed,
-                hv_dynamic=result.a.mean, hv_static=result.b.mean, difference=result.estimate,
-                low=result.low, high=result.high, p_value=result.p_value,
-            )
-        )
+        values = [len(dynamic), len(static), one_seed, result.a.mean, result.b.mean, result.estimate]
+        rows.append(dict(zip(DYNAMIC_COLUMNS, [arch, *values, result.low, result.high, result.p_value])))
     return pd.DataFrame(rows, columns=DYNAMIC_COLUMNS)
 
 
@@ -232,14 +227,9 @@ def compare(
             result = hypervolume_difference(side_a, side_b, reference, objectives, resamples, seed, confidence)
             names = (_front_name(a, side_a), _front_name(b, side_b))
             macs, measure, test = (np.nan, np.nan), "hypervolume", f"bootstrap ({resamples} resamples)"
-        rows.append(
-            dict(
-                arch=arch, a=names[0], b=names[1], measure=measure,
-                a_mean=result.a.mean, a_low=result.a.low, a_high=result.a.high, a_n=result.a.n, a_macs=macs[0],
-                b_mean=result.b.mean, b_low=result.b.low, b_high=result.b.high, b_n=result.b.n, b_macs=macs[1],
-                difference=result.estimate, low=result.low, high=result.high, p_value=result.p_value, test=test,
-            )
-        )
+        sides = [[side.mean, side.low, side.high, side.n, cost] for side, cost in ((result.a, macs[0]), (result.b, macs[1]))]
+        values = [arch, *names, measure, *sides[0], *sides[1], result.estimate, result.low, result.high, result.p_value, test]
+        rows.append(dict(zip(COMPARE_COLUMNS, values)))
     table = pd.DataFrame(rows, columns=COMPARE_COLUMNS)
     table.attrs.update(a=a, b=b)
     return table

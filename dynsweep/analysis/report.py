@@ -14,7 +14,13 @@ import optuna
 import pandas as pd
 
 from dynsweep import stats
-from dynsweep.analysis.compare import any_repeated, compare, dynamic_against_static, neighbour_overlaps, seed_interval
+from dynsweep.analysis.compare import (
+    any_repeated,
+    compare,
+    dynamic_against_static,
+    neighbour_overlaps,
+    seed_interval,
+)
 from dynsweep.analysis.figures import plot_effects, plot_fronts, plot_hypervolume
 from dynsweep.analysis.pareto import (
     AnalysisError,
@@ -25,9 +31,6 @@ from dynsweep.analysis.pareto import (
     hypervolume,
     pareto_front,
 )
-from dynsweep.sweep.config import SweepConfig
-from dynsweep.sweep.record import TrialRecord
-from dynsweep.sweep.study import budget, counted_trials
 from dynsweep.analysis.study import (
     from_study,
     param_importances,
@@ -36,6 +39,9 @@ from dynsweep.analysis.study import (
     set_reference_point,
     stored_reference_point,
 )
+from dynsweep.sweep.config import SweepConfig
+from dynsweep.sweep.record import TrialRecord
+from dynsweep.sweep.study import budget, counted_trials
 
 TABLE_COLUMNS = ["number", "label", "arch", "kind", "num_bases", "reduction", "stages", "mode", "width_mult", "dynamic_width"]
 
