@@ -448,6 +448,16 @@ class SweepPareto(SweepCommand):
             help="store the hypervolume reference point in the study, one value per objective "
             "(e.g. val_acc1=0 macs=5e6); a study keeps one point for its life",
         )
+        parser.add_argument(
+            "--compare",
+            nargs=2,
+            action="append",
+            default=[],
+            metavar=("A", "B"),
+            help="per architecture, A against B with each side's mean, 95%% interval, the difference "
+            "and its p-value, into front.md and compare_A_B.csv; A and B: a kind (dy, fix, baseline, "
+            "searched), a preset or an architecture (e.g. --compare dy fix --compare dy baseline)",
+        )
 
     def take_action(self, args: argparse.Namespace) -> int:
         import matplotlib.pyplot as plt
@@ -461,7 +471,7 @@ class SweepPareto(SweepCommand):
         if args.reference_point:
             set_reference_point(study, parse_point(args.reference_point))
         out = Path(args.out) if args.out else Path(args.runs_dir) / name / "pareto"
-        written = write_report(study, out)
+        written = write_report(study, out, [tuple(pair) for pair in args.compare])
         print((out / "front.md").read_text())
         print(f"wrote {', '.join(sorted(written))} to {out}")
         return EXIT_OK

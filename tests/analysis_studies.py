@@ -27,10 +27,13 @@ def trial(
     preset: str | None = None,
     infeasible: str | None = None,
     params: float = 1e5,
+    **record: Any,
 ) -> dict[str, Any]:
+    """One trial; ``record`` adds TrialRecord fields (seeds, seed_values, point, duplicate_of,
+    repeat_of...). With ``seed_values`` and no ``acc``, a finished trial is told their mean."""
     return dict(
         arch=arch, acc=acc, macs=macs, state=state, num_bases=num_bases, stages=[3] if stages is None else stages,
-        preset=preset, infeasible=infeasible, params=params,
+        preset=preset, infeasible=infeasible, params=params, record=record,
     )
 
 
@@ -60,14 +63,22 @@ def add_trials(study: optuna.Study, trials: list[dict[str, Any]], multi_arch: bo
                 distributions[f"{t['arch']}.{name}"] = CategoricalDistribution(encoded)
         if t["infeasible"]:
             record["infeasible"] = t["infeasible"]
+        record.update(t.get("record", {}))
         values = None
         if t["state"] == TrialState.COMPLETE:
-            values = [t["acc"], float(t["macs"])]
-            record["curve"] = [t["acc"] * 0.9, t["acc"]]
+            acc = t["acc"] if t["acc"] is not None else mean_of(record["seed_values"])
+            values = [acc, float(t["macs"])]
+            record["curve"] = [acc * 0.9, acc]
         attrs = TrialRecord.as_user_attrs(**record)
         study.add_trial(
             create_trial(state=t["state"], values=values, params=params, distributions=distributions, user_attrs=attrs)
         )
+
+
+def mean_of(values: list[float | None]) -> float:
+    """The value the driver tells the study: the mean of the finished seeds."""
+    finished = [v for v in values if v is not None]
+    return sum(finished) / len(finished)
 
 
 def make_study(storage: str | None, name: str, trials: list[dict[str, Any]], **attrs: Any) -> optuna.Study:
@@ -96,4 +107,41 @@ def two_architectures() -> list[dict[str, Any]]:
         trial("mobilenet_v2", 0.84, 1.5e6, num_bases=1, stages=[]),  # dominated within mobilenet_v2
         trial("mobilenet_v2", 0.91, 3.5e6, preset="dy_mobilenet_v2", stages=[2, 3]),  # dominated by resnet18's tie
         trial("mobilenet_v2", None, 2e6, state=TrialState.RUNNING),
+    ]
+
+
+REFERENCE = {"val_acc1": 0.0, "macs": 5e6}
+"""The reference point stored in :func:`repeated_seeds`' study."""
+
+
+def repeated_seeds() -> list[dict[str, Any]]:
+    """Trials trained with several seeds, each seed's accuracy known.
+
+    resnet18 (front by cost: 4, 1, 2, 5): the baseline (0), Fix (1) and Dy (2) presets on seeds
+    0, 1, 2; a searched point (3) whose front repeat (5) retrained it with two more seeds; a
+    searched point of one seed (4); a duplicate (6) of the Dy preset and a running repeat (7) of
+    it. mobilenet_v2: Dy (8) on seeds 0, 1, Fix (9) on seeds 5, 6, the baseline (10) on one seed.
+    """
+    dy, static = dict(num_bases=4, stages=[3]), dict(stages=[])
+    return [
+        trial("resnet18", None, 4e6, preset="resnet18", **static, seeds=[0, 1, 2], seed_values=[0.90, 0.91, 0.92], point="r-base"),
+        trial("resnet18", None, 2e6, preset="fix_resnet18", **static, seeds=[0, 1, 2], seed_values=[0.84, 0.85, 0.86], point="r-fix"),
+        trial(
+            "resnet18", None, 2.2e6, preset="dy_resnet18", **dy, seeds=[0, 1, 2], seed_values=[0.90, 0.905, 0.91],
+            point="r-dy", value_std=0.5, value_ci=[0.0, 1.0],  # stored wrong: the analysis recomputes them
+        ),
+        trial("resnet18", None, 3e6, num_bases=2, seeds=[10, 11], seed_values=[0.905, 0.915], point="r-s2"),
+        trial("resnet18", None, 1e6, num_bases=1, seeds=[20], seed_values=[0.80], point="r-s1"),
+        trial(
+            "resnet18", None, 3e6, num_bases=2, seeds=[10, 11, 12, 13], seed_values=[0.905, 0.915, 0.93, 0.92],
+            point="r-s2", repeat_of=3,
+        ),
+        trial("resnet18", None, 2.2e6, preset="dy_resnet18", **dy, seeds=[0, 1, 2], seed_values=[0.90, 0.905, 0.91], point="r-dy", duplicate_of=2),
+        trial(
+            "resnet18", None, 2.2e6, state=TrialState.RUNNING, preset="dy_resnet18", **dy, seeds=[0, 1, 2, 3, 4],
+            seed_values=[0.90, 0.905, 0.91, None, None], point="r-dy", repeat_of=2,
+        ),
+        trial("mobilenet_v2", None, 1e6, preset="dy_mobilenet_v2", **dy, seeds=[0, 1], seed_values=[0.85, 0.87], point="m-dy"),
+        trial("mobilenet_v2", None, 0.9e6, preset="fix_mobilenet_v2", **static, seeds=[5, 6], seed_values=[0.80, 0.81], point="m-fix"),
+        trial("mobilenet_v2", 0.86, 2e6, preset="mobilenet_v2", **static, point="m-base"),
     ]

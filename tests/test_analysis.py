@@ -1,6 +1,8 @@
 """dynsweep.analysis: fronts against Optuna's best_trials on hand-made studies (ties, infeasible,
 failed, pruned, running trials), hypervolume on values known by hand, the reference point kept in
-the study, dominance, the figures' series, ``dynsweep sweep pareto`` and the notebooks."""
+the study, dominance, the figures' series, ``dynsweep sweep pareto`` and the notebooks; trials
+with repeated seeds: their intervals against SciPy, one trial per point, overlapping front
+neighbours, the dynamic-against-static bootstrap and ``sweep pareto --compare``."""
 
 from __future__ import annotations
 
@@ -17,12 +19,14 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from scipy import stats as scipy_stats  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
 from dynsweep import analysis  # noqa: E402
+from dynsweep.errors import UsageError  # noqa: E402
 from dynsweep.sweep import ReferencePointError, StudyRecord, TrialRecord, parse_config  # noqa: E402
-from analysis_studies import add_trials, make_study, trial, two_architectures  # noqa: E402
+from analysis_studies import REFERENCE, add_trials, make_study, repeated_seeds, trial, two_architectures  # noqa: E402
 from sweep_command import dynsweep  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -376,6 +380,200 @@ def test_pareto_command_names_a_missing_study(tmp_path, study):
     url, _ = study
     done = run_pareto("--storage", url, "--study", "nope", cwd=tmp_path)
     assert done.returncode == 1 and "study: no study 'nope'" in done.stderr
+
+
+# --------------------------------------------------------------------------------- repeated seeds
+@pytest.fixture
+def repeated(tmp_path):
+    url = f"sqlite:///{tmp_path / 'seeds.db'}"
+    make_study(url, "seeds", repeated_seeds(), reference_point=REFERENCE)
+    return url, analysis.load(url, "seeds")
+
+
+def t_interval(values: list[float]) -> tuple[float, float]:
+    return scipy_stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=scipy_stats.sem(values))
+
+
+def test_per_seed_columns_are_recomputed_from_the_seed_values(repeated):
+    _, frame = repeated
+    dy = frame.loc[2]  # its record stores value_std 0.5 and value_ci [0, 1]: not trusted
+    assert dy["seeds"] == [0, 1, 2] and dy["seed_values"] == [0.90, 0.905, 0.91] and dy["n_seeds"] == 3
+    assert dy["val_acc1"] == pytest.approx(0.905) and dy["value_std"] == pytest.approx(0.005)
+    assert (dy["ci_low"], dy["ci_high"]) == pytest.approx(t_interval([0.90, 0.905, 0.91]))
+    repeat = frame.loc[5]
+    assert repeat["n_seeds"] == 4 and repeat["repeat_of"] == 3
+    assert (repeat["ci_low"], repeat["ci_high"]) == pytest.approx(t_interval([0.905, 0.915, 0.93, 0.92]))
+    running = frame.loc[7]  # two seeds still training
+    assert running["n_seeds"] == 3 and running["seed_values"][3:] == [None, None] and np.isnan(running["val_acc1"])
+    single = frame.loc[10]  # no repeats: its one seed and value
+    assert single["seeds"] == [1010] and single["seed_values"] == [0.86] and single["n_seeds"] == 1
+    assert np.isnan(single["value_std"]) and np.isnan(single["ci_low"]) and np.isnan(single["ci_high"])
+    assert frame.loc[6, "duplicate_of"] == 2 and frame.loc[6, "point"] == "r-dy"
+
+
+def test_a_study_without_repeats_has_one_seed_per_finished_trial(study):
+    url, _ = study
+    frame = analysis.load(url, "hand")
+    done = frame[frame["state"] == "COMPLETE"]
+    assert (done["n_seeds"] == 1).all() and done["value_std"].isna().all()
+    assert (done["seeds"].map(len) == 1).all() and (done["seeds"].str[0] == done["seed"]).all()
+    assert done["seed_values"].str[0].tolist() == done["val_acc1"].tolist()
+    assert (frame.loc[frame["state"] != "COMPLETE", "n_seeds"] == 0).all()
+    assert frame["point"].tolist() == [f"trial {n}" for n in range(12)]  # no digests recorded: each its own
+    markdown = analysis.report.markdown(frame, analysis.reference_point(analysis.read_study(url, "hand"), frame))
+    assert "95% CI" not in markdown and "seed noise" not in markdown
+    assert "Every point has one seed: these fronts carry no interval" in markdown
+
+
+def test_one_trial_stands_for_each_point(repeated):
+    _, frame = repeated
+    # 3 retrained by its front repeat 5 (4 seeds against 2); 6 a duplicate of 2 (a tie: the earliest);
+    # 7 a repeat of 2 still running.
+    assert frame.loc[analysis.eligible(frame), "number"].tolist() == [0, 1, 2, 4, 5, 8, 9, 10]
+    before_the_repeat = frame[frame["number"] < 5]
+    assert 3 in before_the_repeat.loc[analysis.eligible(before_the_repeat), "number"].tolist()
+    history = analysis.hypervolume_history(frame, REFERENCE)
+    assert history["hypervolume"].iloc[-1] == pytest.approx(analysis.hypervolume(frame, REFERENCE))
+    assert set(frame.loc[frame["on_arch_front"], "number"]) == {1, 2, 4, 5, 8, 9}
+
+
+def test_without_point_digests_duplicates_and_repeats_follow_their_original():
+    trials = [
+        trial("resnet18", 0.9, 2e6),
+        trial("resnet18", 0.9, 2e6, duplicate_of=0),
+        trial("resnet18", 0.8, 1e6, seeds=[5], seed_values=[0.8]),
+        trial("resnet18", None, 1e6, seeds=[5, 6], seed_values=[0.8, 0.82], repeat_of=2),
+        trial("resnet18", None, 1e6, seeds=[5, 6], seed_values=[0.8, 0.82], duplicate_of=3),
+    ]
+    frame = analysis.from_study(make_study(None, "old", trials))
+    assert frame["point"].tolist() == ["trial 0", "trial 0", "trial 2", "trial 2", "trial 2"]
+    assert frame.loc[analysis.eligible(frame), "number"].tolist() == [0, 3]
+    assert frame["on_front"].tolist() == [True, False, False, True, False]
+
+
+def test_front_points_whose_intervals_overlap_their_neighbours_are_marked(repeated):
+    _, frame = repeated
+    front = analysis.pareto_front(frame[frame["arch"] == "resnet18"])
+    assert front["number"].tolist() == [4, 1, 2, 5]
+    # intervals: 4 one seed; 1 [0.825, 0.875]; 2 [0.893, 0.917]; 5 [0.901, 0.934]
+    assert analysis.neighbour_overlaps(front) == [{1: None}, {4: None, 2: False}, {1: False, 5: True}, {2: True}]
+    markdown = analysis.report.markdown(frame, REFERENCE)
+    section = markdown.split("### resnet18")[1].split("##")[0]
+    rows = {int(line.split("|")[1]): [cell.strip() for cell in line.split("|")[1:-1]] for line in section.splitlines() if line.split("|")[1:2] and line.split("|")[1].strip().isdigit()}
+    header = [cell.strip() for cell in section.splitlines()[2].split("|")[1:-1]]
+    overlaps, interval, seeds = header.index("CI overlaps"), header.index("95% CI"), header.index("seeds")
+    assert {n: row[overlaps] for n, row in rows.items()} == {4: "1?", 1: "4?", 2: "5", 5: "2"}
+    low, high = t_interval([0.90, 0.905, 0.91])
+    assert rows[2][interval] == f"[{low:.4f}, {high:.4f}]" and rows[2][seeds] == "3" and rows[4][interval] == "-"
+    distinct = pd.DataFrame(
+        {"number": [0, 1], "val_acc1": [0.5, 0.9], "macs": [1.0, 2.0], "seed_values": [[0.49, 0.5, 0.51], [0.89, 0.9, 0.91]]}
+    )
+    assert analysis.neighbour_overlaps(distinct, OBJECTIVES) == [{1: False}, {0: False}]
+
+
+def test_dynamic_against_static_is_the_bootstrap_of_the_hypervolume_difference(repeated):
+    _, frame = repeated
+    table = analysis.dynamic_against_static(frame, REFERENCE).set_index("arch")
+    resnet = table.loc["resnet18"]
+    dynamic, static = frame[(frame["arch"] == "resnet18") & frame["dynamic"]], frame[(frame["arch"] == "resnet18") & ~frame["dynamic"].astype(bool)]
+    # dynamic: 0.80 x 4e6 + 0.105 x 2.8e6 + 0.0125 x 2e6; static: 0.85 x 3e6 + 0.06 x 1e6
+    assert resnet["hv_dynamic"] == pytest.approx(3.519e6) == analysis.hypervolume(dynamic, REFERENCE)
+    assert resnet["hv_static"] == pytest.approx(2.61e6) == analysis.hypervolume(static, REFERENCE)
+    assert (resnet["dynamic_points"], resnet["static_points"], resnet["one_seed_points"]) == (3, 2, 1)
+    # Every resample lies between the extremes of the seed means: 0.85e6 .. 0.968e6, all above 0.
+    assert 0.85e6 <= resnet["low"] < resnet["difference"] < resnet["high"] <= 0.968e6
+    assert resnet["p_value"] == pytest.approx(2 / 2001)
+    mobile = table.loc["mobilenet_v2"]  # 0.86 x 4e6 against 0.805 x 4.1e6 + 0.055 x 3e6: within the noise
+    assert mobile["difference"] == pytest.approx(3.44e6 - 3.4655e6)
+    assert mobile["low"] < 0 < mobile["high"] and mobile["p_value"] > 0.05
+    again = analysis.dynamic_against_static(frame, REFERENCE).set_index("arch")
+    assert again.equals(table)  # seeded
+    markdown = analysis.report.markdown(frame, REFERENCE)
+    section = markdown.split("## Dynamic against static, with seed noise")[1].split("\n## ")[0]
+    assert "| resnet18     | 3, 2 " in section and "| dynamic better " in section
+    assert "| cannot tell at 95% " in section and "1 of 5 points have one seed" in section
+
+
+def test_one_seed_points_give_no_interval_for_the_fronts(study):
+    url, _ = study
+    frame = analysis.load(url, "hand")
+    table = analysis.dynamic_against_static(frame, {"val_acc1": 0.0, "macs": 1e7})
+    assert table["arch"].tolist() == ["mobilenet_v2", "resnet18"]
+    assert table[["low", "high", "p_value"]].isna().all().all() and (table["difference"].notna()).all()
+
+
+def test_compare_kinds_per_architecture(repeated):
+    _, frame = repeated
+    dy_fix = analysis.compare(frame, "dy", "fix").set_index("arch")
+    resnet, mobile = dy_fix.loc["resnet18"], dy_fix.loc["mobilenet_v2"]
+    paired = scipy_stats.ttest_rel([0.90, 0.905, 0.91], [0.84, 0.85, 0.86])  # the same seeds 0, 1, 2
+    assert (resnet["a"], resnet["b"], resnet["test"], resnet["measure"]) == ("dy_resnet18", "fix_resnet18", "paired t", "val_acc1")
+    assert resnet["difference"] == pytest.approx(0.055) and resnet["p_value"] == pytest.approx(paired.pvalue)
+    assert (resnet["low"], resnet["high"]) == pytest.approx(tuple(paired.confidence_interval(0.95)))
+    assert (resnet["a_low"], resnet["a_high"]) == pytest.approx(t_interval([0.90, 0.905, 0.91]))
+    assert (resnet["a_n"], resnet["a_macs"], resnet["b_macs"]) == (3, 2.2e6, 2e6)
+    welch = scipy_stats.ttest_ind([0.85, 0.87], [0.80, 0.81], equal_var=False)  # seeds 0, 1 against 5, 6
+    assert mobile["test"] == "welch t" and mobile["p_value"] == pytest.approx(welch.pvalue)
+    assert (mobile["low"], mobile["high"]) == pytest.approx(tuple(welch.confidence_interval(0.95)))
+    dy_base = analysis.compare(frame, "dy", "baseline").set_index("arch")
+    assert dy_base.loc["resnet18", "test"] == "paired t"
+    assert np.isnan(dy_base.loc["mobilenet_v2", "p_value"]) and dy_base.loc["mobilenet_v2", "b_n"] == 1  # one seed
+    fronts = analysis.compare(frame, "searched", "resnet18")  # 4 and 5 against the baseline preset
+    assert fronts["arch"].tolist() == ["resnet18"] and fronts.loc[0, "measure"] == "hypervolume"
+    assert fronts.loc[0, "a"] == "searched: 2 points" and fronts.loc[0, "b"] == "resnet18"
+    searched = frame[frame["number"].isin([4, 5])]
+    assert fronts.loc[0, "a_mean"] == pytest.approx(analysis.hypervolume(searched, REFERENCE))
+    assert fronts.loc[0, "b_mean"] == pytest.approx(0.91 * 1e6) and fronts.loc[0, "p_value"] == pytest.approx(2 / 2001)
+    with pytest.raises(UsageError, match=r"compare: 'dyy' is not one of dy, fix, baseline, searched, dy_mobilenet_v2, "):
+        analysis.compare(frame, "dyy", "fix")
+    with pytest.raises(UsageError, match="both sides are 'dy'"):
+        analysis.compare(frame, "dy", "dy")
+
+
+def test_front_figure_has_error_bars_where_points_have_seeds(repeated, study):
+    _, frame = repeated
+    ax = analysis.plot_fronts(frame)
+    bars = {c.get_label(): c for c in ax.containers if isinstance(c, matplotlib.container.ErrorbarContainer)}
+    assert set(bars) == {"resnet18 95% CI", "mobilenet_v2 95% CI"}
+    (segments,) = [c.get_segments() for c in bars["resnet18 95% CI"].lines[2]]
+    repeated_rows = frame[analysis.eligible(frame) & (frame["arch"] == "resnet18") & (frame["n_seeds"] >= 2)]
+    assert repeated_rows["number"].tolist() == [0, 1, 2, 5]
+    expected = [[(m, low), (m, high)] for m, low, high in repeated_rows[["macs", "ci_low", "ci_high"]].itertuples(index=False)]
+    assert np.allclose(np.asarray(segments), np.asarray(expected))
+    url, _ = study
+    plain = analysis.plot_fronts(analysis.load(url, "hand"))
+    assert not [c for c in plain.containers if isinstance(c, matplotlib.container.ErrorbarContainer)]
+
+
+def test_pareto_command_compares_kinds(tmp_path, repeated):
+    url, frame = repeated
+    out = tmp_path / "out"
+    done = run_pareto("--storage", url, "--study", "seeds", "--out", str(out), "--compare", "dy", "fix", "--compare", "dy", "baseline", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    markdown = (out / "front.md").read_text()
+    assert "## dy against fix" in markdown and "## dy against baseline" in markdown and markdown in done.stdout
+    table = pd.read_csv(out / "compare_dy_fix.csv")
+    expected = analysis.compare(frame, "dy", "fix")
+    assert table[["arch", "test"]].values.tolist() == expected[["arch", "test"]].values.tolist()
+    assert table["p_value"].tolist() == pytest.approx(expected["p_value"].tolist())
+    paired = scipy_stats.ttest_rel([0.90, 0.905, 0.91], [0.84, 0.85, 0.86])
+    low, high = paired.confidence_interval(0.95)
+    row = next(line for line in markdown.split("## dy against fix")[1].splitlines() if line.startswith("| resnet18"))
+    assert f"+0.0550 [{low:+.4f}, {high:+.4f}]" in row and f"| {paired.pvalue:.3g} " in row and "| paired t " in row
+    assert "| dy better " in row and "dy_resnet18 (3 seeds, 2.2 MMACs)" in row
+    baseline = markdown.split("## dy against baseline")[1]
+    assert "mobilenet_v2 (1 seed, 2 MMACs)" in baseline and "(no interval: one seed)" in baseline
+    assert pd.read_csv(out / "compare_dy_baseline.csv").shape[0] == 2
+
+    bad = run_pareto("--storage", url, "--study", "seeds", "--out", str(tmp_path / "bad"), "--compare", "dyy", "fix", cwd=tmp_path)
+    assert bad.returncode == 2 and not (tmp_path / "bad").exists()
+    assert bad.stderr.strip().splitlines() == [
+        (
+            "dynsweep sweep pareto: compare: 'dyy' is not one of dy, fix, baseline, searched, dy_mobilenet_v2, "
+            "dy_resnet18, fix_mobilenet_v2, fix_resnet18, mobilenet_v2, resnet18 (a kind, or a preset or architecture "
+            "in the study)"
+        )
+    ]
 
 
 # -------------------------------------------------------------------------------------- notebooks

@@ -56,7 +56,8 @@ def plot_fronts(
     frame: pd.DataFrame, objectives: Objectives | None = None, ax: Axes | None = None, by: str = "arch"
 ) -> Axes:
     """Accuracy against cost (log axis): every finished trial, each ``by`` group's front as a step
-    line in its colour, warm-start presets and static baselines marked and labelled.
+    line in its colour, warm-start presets and static baselines marked and labelled; the 95%
+    interval of the mean accuracy as error bars on points trained with two or more seeds.
 
     The line is the front of the two plotted objectives (with a third objective, e.g. params, some
     points of the full front lie below it)."""
@@ -72,6 +73,15 @@ def plot_fronts(
         xs, ys = front[x].to_numpy(), front[y].to_numpy()
         ax.step(xs, ys, where="post", color=color, linewidth=1.8, label=f"{name} front")
         ax.scatter(xs, ys, s=26, color=color, edgecolor="black", linewidth=0.5, zorder=3)
+        repeated = group[group["n_seeds"] >= 2] if "n_seeds" in group.columns else group.iloc[:0]
+        if len(repeated):
+            centre = repeated[y].to_numpy()
+            below = np.maximum(centre - repeated["ci_low"].to_numpy(), 0.0)
+            above = np.maximum(repeated["ci_high"].to_numpy() - centre, 0.0)
+            ax.errorbar(
+                repeated[x], centre, yerr=[below, above], fmt="none", ecolor=color, elinewidth=1.0, capsize=2.5,
+                alpha=0.8, zorder=2, label=f"{name} 95% CI",
+            )
     marked = done[done["kind"].isin(list(KIND_MARKERS))] if "kind" in done.columns else done.iloc[:0]
     for kind, group in marked.groupby("kind"):
         ax.scatter(

@@ -21,6 +21,10 @@ Objectives = Mapping[str, str]
 DIRECTIONS = ("maximize", "minimize")
 DUPLICATE_OF = "duplicate_of"
 """The column naming the trial whose result a duplicate reused (TrialRecord.duplicate_of)."""
+POINT = "point"
+"""The column naming a trial's point: trials with the same value trained the same point."""
+N_SEEDS = "n_seeds"
+"""The column counting a trial's finished seeds."""
 
 
 class AnalysisError(DynsweepError, ValueError):
@@ -43,6 +47,11 @@ def objectives_of(frame: pd.DataFrame, objectives: Objectives | None = None) -> 
     return found
 
 
+def accuracy_objective(objectives: Objectives) -> str | None:
+    """The accuracy: the first maximized objective (the one a trial's seeds are averaged on)."""
+    return next((name for name, direction in objectives.items() if direction == "maximize"), None)
+
+
 def losses(frame: pd.DataFrame, objectives: Objectives) -> np.ndarray:
     """Objective values as losses (maximized ones negated), one row per trial, as Optuna sorts them."""
     columns = [frame[name].to_numpy(dtype=float) for name in objectives]
@@ -52,24 +61,43 @@ def losses(frame: pd.DataFrame, objectives: Objectives) -> np.ndarray:
 
 def eligible(frame: pd.DataFrame, objectives: Objectives | None = None) -> pd.Series:
     """Rows that can be on a front: COMPLETE, feasible, every objective known (not NaN; an infinite
-    value is a value, as in Optuna's ``best_trials``), and not a reused duplicate (its original,
-    the same point, stands for it)."""
+    value is a value, as in Optuna's ``best_trials``), and standing for their point.
+
+    A point may have several such trials: the original, duplicates that reused its result, front
+    repeats that retrained it with more seeds. The one with the most finished seeds stands for it
+    (ties: the earliest, so a duplicate never does while its original is there). A table without
+    a ``point`` column keeps every row but reused duplicates."""
     objectives = objectives_of(frame, objectives)
     mask = pd.Series(True, index=frame.index)
     if "state" in frame.columns:
         mask &= frame["state"] == "COMPLETE"
     if "feasible" in frame.columns:
         mask &= frame["feasible"].astype(bool)
+    mask &= ~np.isnan(losses(frame, objectives)).any(axis=1)
+    if POINT in frame.columns:
+        return mask & _stands_for_point(frame, mask)
     if DUPLICATE_OF in frame.columns:
         mask &= frame[DUPLICATE_OF].isna()
-    return mask & ~np.isnan(losses(frame, objectives)).any(axis=1)
+    return mask
+
+
+def _stands_for_point(frame: pd.DataFrame, candidates: pd.Series) -> pd.Series:
+    """True for the candidate row of each point with the most finished seeds, ties the earliest."""
+    rows = frame[candidates]
+    seeds = rows[N_SEEDS].fillna(0) if N_SEEDS in rows.columns else pd.Series(0, index=rows.index)
+    number = rows["number"] if "number" in rows.columns else pd.Series(range(len(rows)), index=rows.index)
+    order = pd.DataFrame({"seeds": -seeds, "number": number, POINT: rows[POINT]}).sort_values(["seeds", "number"], kind="stable")
+    first = ~order[POINT].duplicated() | order[POINT].isna()
+    mask = pd.Series(False, index=frame.index)
+    mask.loc[order.index[first.to_numpy()]] = True
+    return mask
 
 
 def front_mask(frame: pd.DataFrame, objectives: Objectives | None = None, by: str | None = None) -> pd.Series:
     """True for the rows on the Pareto front (of each ``by`` group when given).
 
     Ties are all on the front, as in ``Study.best_trials``; failed, pruned, running and infeasible
-    rows never are.
+    rows never are, and a point trained by several trials is on it once (see :func:`eligible`).
     """
     objectives = objectives_of(frame, objectives)
     mask = pd.Series(False, index=frame.index)
@@ -100,14 +128,24 @@ def hypervolume(
     point add nothing. Give every study you compare the same reference point.
     """
     objectives = objectives_of(frame, objectives)
+    reference = reference_losses(reference_point, objectives)
+    return hypervolume_of_losses(losses(frame[eligible(frame, objectives)], objectives), reference)
+
+
+def reference_losses(reference_point: Mapping[str, float], objectives: Objectives) -> np.ndarray:
+    """The reference point as losses (see :func:`losses`); a missing objective is an AnalysisError."""
     missing = [name for name in objectives if name not in reference_point]
     if missing:
         raise AnalysisError(
             f"reference_point: no value for {', '.join(missing)}; it needs one per objective "
             f"({', '.join(objectives)})"
         )
-    reference = losses(pd.DataFrame([{k: reference_point[k] for k in objectives}]), objectives)[0]
-    points = losses(frame[eligible(frame, objectives)], objectives)
+    return losses(pd.DataFrame([{k: reference_point[k] for k in objectives}]), objectives)[0]
+
+
+def hypervolume_of_losses(points: np.ndarray, reference: np.ndarray) -> float:
+    """Optuna's hypervolume of ``points`` (losses) against ``reference``; points that do not
+    dominate the reference add nothing."""
     points = points[(points < reference).all(axis=1)]
     return compat.hypervolume(points, reference) if len(points) else 0.0
 

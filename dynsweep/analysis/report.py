@@ -4,18 +4,33 @@ study, written from whatever has finished. A running study is read, never change
 
 from __future__ import annotations
 
+import math
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import optuna
 import pandas as pd
 
+from dynsweep import stats
+from dynsweep.analysis.compare import (
+    any_repeated,
+    compare,
+    dynamic_against_static,
+    neighbour_overlaps,
+    seed_interval,
+)
 from dynsweep.analysis.figures import plot_effects, plot_fronts, plot_hypervolume
-from dynsweep.analysis.pareto import AnalysisError, coverage, dominates, eligible, hypervolume, pareto_front
-from dynsweep.sweep.config import SweepConfig
-from dynsweep.sweep.record import TrialRecord
-from dynsweep.sweep.study import budget, counted_trials
+from dynsweep.analysis.pareto import (
+    AnalysisError,
+    accuracy_objective,
+    coverage,
+    dominates,
+    eligible,
+    hypervolume,
+    pareto_front,
+)
 from dynsweep.analysis.study import (
     from_study,
     param_importances,
@@ -24,29 +39,41 @@ from dynsweep.analysis.study import (
     set_reference_point,
     stored_reference_point,
 )
+from dynsweep.sweep.config import SweepConfig
+from dynsweep.sweep.record import TrialRecord
+from dynsweep.sweep.study import budget, counted_trials
 
 TABLE_COLUMNS = ["number", "label", "arch", "kind", "num_bases", "reduction", "stages", "mode", "width_mult", "dynamic_width"]
 
 
-def write_report(study: optuna.Study, out: str | Path) -> dict[str, Path]:
-    """Write front.csv, trials.csv, front.md and the fronts/hypervolume/effects figures into ``out``.
+def write_report(study: optuna.Study, out: str | Path, compare_sides: Sequence[tuple[str, str]] = ()) -> dict[str, Path]:
+    """Write front.csv, trials.csv, front.md and the fronts/hypervolume/effects figures into ``out``;
+    for each pair of ``compare_sides`` (e.g. ``("dy", "fix")``, see ``analysis.compare``) a
+    compare_A_B.csv and a section of front.md.
 
-    Tables first, so that they are there even if a figure fails; figures of an earlier run that
-    this one cannot draw (nothing finished yet) are removed rather than left stale.
+    The comparisons are computed first (a side that names nothing writes nothing), then the
+    tables, so that they are there even if a figure fails; figures of an earlier run that this
+    one cannot draw (nothing finished yet) are removed rather than left stale.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     frame = from_study(study)
     objectives = frame.attrs["objectives"]
     reference = reference_point(study, frame) if eligible(frame).any() else None
     stored = stored_reference_point(study) is not None
+    comparisons = [compare(frame, a, b, reference) for a, b in compare_sides]
+    out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
 
     front = pareto_front(frame, by="arch")
-    front[_columns(frame, objectives) + ["on_front", "seed", "dir"]].to_csv(out / "front.csv", index=False)
+    seed_columns = ["n_seeds", "value_std", "ci_low", "ci_high"]
+    front[_columns(frame, objectives) + ["on_front", "seed", *seed_columns, "dir"]].to_csv(out / "front.csv", index=False)
     frame.drop(columns=["curve"]).to_csv(out / "trials.csv", index=False)
-    (out / "front.md").write_text(markdown(frame, reference, stored))
+    (out / "front.md").write_text(markdown(frame, reference, stored, comparisons))
     written.update({name: out / name for name in ("front.csv", "trials.csv", "front.md")})
+    for table in comparisons:
+        name = f"compare_{table.attrs['a']}_{table.attrs['b']}.csv"
+        table.to_csv(out / name, index=False)
+        written[name] = out / name
 
     def save(figure: plt.Figure | None, name: str) -> None:
         for suffix in ("png", "svg"):
@@ -79,11 +106,20 @@ def _columns(frame: pd.DataFrame, objectives: dict[str, str]) -> list[str]:
     return TABLE_COLUMNS[:4] + names + TABLE_COLUMNS[4:]
 
 
-def markdown(frame: pd.DataFrame, reference: dict[str, float] | None, stored: bool = True) -> str:
+def markdown(
+    frame: pd.DataFrame,
+    reference: dict[str, float] | None,
+    stored: bool = True,
+    comparisons: Sequence[pd.DataFrame] = (),
+) -> str:
     """The study in Markdown: trial counts, the overall front, each architecture's front with its
-    hypervolume, and dynamic against static trials where an architecture has both."""
+    hypervolume, and dynamic against static trials where an architecture has both; with repeated
+    seeds, each front point's interval and whether it overlaps its neighbours', and the
+    dynamic-against-static hypervolume difference with its bootstrap interval; then the
+    ``comparisons`` (tables of ``analysis.compare``)."""
     objectives = frame.attrs["objectives"]
     columns = _columns(frame, objectives)
+    repeated = any_repeated(frame)
     states = frame["state"].value_counts().sort_index()
     counts = ", ".join(f"{count} {state}" for state, count in states.items()) or "none yet"
     lines = [f"# {frame.attrs.get('study', 'study')}: Pareto front", "", f"{len(frame)} trials: {counts}."]
@@ -98,13 +134,13 @@ def markdown(frame: pd.DataFrame, reference: dict[str, float] | None, stored: bo
     )
     units = " x ".join(objectives)
     lines += [f"Hypervolume reference point: {point} ({origin}); hypervolumes in {units}.", ""]
-    lines += ["## Front over all architectures", "", _table(pareto_front(frame), columns), ""]
+    lines += ["## Front over all architectures", "", _table(pareto_front(frame), columns, objectives if repeated else None), ""]
     summary, sections = [], []
     for arch, group in frame.groupby("arch", sort=True):
         front = pareto_front(group, objectives)
         if not len(front):
             continue
-        sections += [f"### {arch}", "", _table(front, columns), ""]
+        sections += [f"### {arch}", "", _table(front, columns, objectives if repeated else None), ""]
         row = {"arch": arch, "finished": int(eligible(group).sum()), "on front": len(front)}
         row["hypervolume"] = f"{hypervolume(group, reference):.4g}"
         dynamic, static = group[group["dynamic"] == True], group[group["dynamic"] == False]  # noqa: E712
@@ -121,26 +157,196 @@ def markdown(frame: pd.DataFrame, reference: dict[str, float] | None, stored: bo
         "",
         "C(A, B): the fraction of front B's trials that some trial of front A is at least as good as on every objective.",
         "",
-        *sections,
     ]
+    if repeated:
+        lines += [OVERLAP_NOTE, ""]
+        lines += _dynamic_against_static(frame, reference)
+    else:
+        lines += [ONE_SEED_NOTE, ""]
+    lines += sections
+    for table in comparisons:
+        lines += _comparison(table)
+    if any(not table.empty for table in comparisons):
+        lines += _comparison_note(comparisons)
     return "\n".join(lines) + "\n"
+
+
+OVERLAP_NOTE = (
+    "Seeds: finished trainings of a point, each with its own seed; 95% CI: the Student-t interval of their mean "
+    "accuracy. CI overlaps: the neighbouring front points (the rows above and below) whose interval overlaps this "
+    "one's, so that the seeds cannot rank the two; N? when one of them has a single seed; none: distinguishable "
+    "from both."
+)
+ONE_SEED_NOTE = (
+    "Every point has one seed: these fronts carry no interval, and the comparisons above take each accuracy as "
+    "exact (`repeats: {seeds: N}` in the spec trains N seeds per point)."
+)
+
+
+def _dynamic_against_static(frame: pd.DataFrame, reference: dict[str, float]) -> list[str]:
+    """The section on each architecture's dynamic front against its static one, with seed noise."""
+    table = dynamic_against_static(frame, reference)
+    if table.empty:
+        return []
+    rows = []
+    for row in table.itertuples(index=False):
+        difference = stats.Difference(
+            stats.Interval(row.hv_dynamic, math.nan, math.nan, math.nan, row.dynamic_points),
+            stats.Interval(row.hv_static, math.nan, math.nan, math.nan, row.static_points),
+            row.difference, row.low, row.high, row.p_value, "bootstrap",
+        )
+        rows.append(
+            {
+                "arch": row.arch,
+                "points (dynamic, static)": f"{row.dynamic_points}, {row.static_points}",
+                "hypervolume dynamic": f"{row.hv_dynamic:.4g}",
+                "hypervolume static": f"{row.hv_static:.4g}",
+                "difference (95% CI)": _difference_text(difference, ".4g"),
+                "p": _p_text(row.p_value),
+                "verdict": _verdict(difference, "dynamic", "static"),
+                "what the data cannot tell": _untold(row.one_seed_points, row.dynamic_points + row.static_points),
+            }
+        )
+    return [
+        "## Dynamic against static, with seed noise",
+        "",
+        pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True),
+        "",
+        f"Hypervolume of each architecture's dynamic trials minus its static ones'. {BOOTSTRAP_NOTE}",
+        "",
+    ]
+
+
+BOOTSTRAP_NOTE = (
+    f"Bootstrap over seeds ({stats.RESAMPLES} resamples): each resample redraws every point's seeds with "
+    "replacement, takes their mean as its accuracy and recomputes both hypervolumes, so a point on a front by seed "
+    "luck leaves it in some resamples; 95% CI: the percentiles of the difference; p: twice the share of resamples "
+    "on the far side of 0. It counts seed noise only, not which points the search happened to train; with 2 or 3 "
+    "seeds per point the interval is too narrow; a point with one seed counts as exact."
+)
+
+
+def _untold(one_seed: int, points: int) -> str:
+    if one_seed == points:
+        return "every point has one seed: no interval"
+    if one_seed:
+        return f"{one_seed} of {points} points have one seed: their noise is not in the interval"
+    return "which points the search trained"
+
+
+def _verdict(difference: stats.Difference, a: str, b: str) -> str:
+    if not difference.known:
+        return "cannot tell"
+    if difference.low > 0:
+        return f"{a} better"
+    if difference.high < 0:
+        return f"{b} better"
+    return "cannot tell at 95%"
+
+
+def _interval_text(interval: stats.Interval, form: str) -> str:
+    if not interval.known:
+        return f"{interval.mean:{form}} (no interval)"
+    return f"{interval.mean:{form}} [{interval.low:{form}}, {interval.high:{form}}]"
+
+
+def _difference_text(difference: stats.Difference, form: str) -> str:
+    if not difference.known:
+        return f"{difference.estimate:+{form}} (no interval: one seed)"
+    return f"{difference.estimate:+{form}} [{difference.low:+{form}}, {difference.high:+{form}}]"
+
+
+def _p_text(p_value: float) -> str:
+    return "-" if math.isnan(p_value) else f"{p_value:.3g}"
+
+
+def _comparison(table: pd.DataFrame) -> list[str]:
+    """The section of one ``analysis.compare`` table."""
+    a, b = table.attrs["a"], table.attrs["b"]
+    lines = [f"## {a} against {b}", ""]
+    if table.empty:
+        return lines + [f"No architecture has finished trials of both {a} and {b}.", ""]
+    rows = []
+    for row in table.itertuples(index=False):
+        form = ".4f" if row.measure != "hypervolume" else ".4g"
+        sides = [
+            stats.Interval(row.a_mean, math.nan, row.a_low, row.a_high, row.a_n),
+            stats.Interval(row.b_mean, math.nan, row.b_low, row.b_high, row.b_n),
+        ]
+        difference = stats.Difference(*sides, row.difference, row.low, row.high, row.p_value, row.test)
+        described = []
+        for name, interval, macs in ((row.a, sides[0], row.a_macs), (row.b, sides[1], row.b_macs)):
+            if row.measure == "hypervolume":
+                described.append(name)
+            else:
+                described.append(f"{name} ({_count(interval.n, 'seed')}, {macs / 1e6:.4g} MMACs)")
+        rows.append(
+            {
+                "arch": row.arch,
+                f"A: {a}": described[0],
+                f"B: {b}": described[1],
+                "measure": row.measure,
+                "A (95% CI)": _interval_text(sides[0], form),
+                "B (95% CI)": _interval_text(sides[1], form),
+                "A - B (95% CI)": _difference_text(difference, form),
+                "p": _p_text(row.p_value),
+                "test": row.test,
+                "verdict": _verdict(difference, a, b),
+            }
+        )
+    return lines + [pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
+
+
+def _comparison_note(comparisons: Sequence[pd.DataFrame]) -> list[str]:
+    """What the comparison tables' statistics are, once after them."""
+    note = (
+        "One point a side: its mean accuracy over seeds with the Student-t interval; welch t: Welch's test of the "
+        "difference (unequal variances); paired t: both trained the same seeds, compared seed by seed."
+    )
+    if any((table["measure"] == "hypervolume").any() for table in comparisons):
+        note += f" Several points on a side: the hypervolume of its front. {BOOTSTRAP_NOTE}"
+    return [note + " A large p says the data cannot tell, not that the two are equal.", ""]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 DYNAMIC_ONLY = ["num_bases", "reduction", "mode", "dynamic_width"]
 """Spec fields that do nothing in a network without dynamic layers: shown as "-" there."""
 
 
-def _table(frame: pd.DataFrame, columns: list[str]) -> str:
+def _table(frame: pd.DataFrame, columns: list[str], objectives: dict[str, str] | None = None) -> str:
     """Markdown of ``columns`` with costs in millions (MMACs, M params), accuracies to four places
-    and "-" for the dynamic-only fields of static networks."""
+    and "-" for the dynamic-only fields of static networks; with ``objectives`` (a study with
+    repeated seeds), after the accuracy each row's seeds, interval and the neighbours it overlaps
+    (see :data:`OVERLAP_NOTE`)."""
     shown = frame[columns].astype({c: object for c in DYNAMIC_ONLY if c in columns})
     static = (frame["dynamic"] == False).to_numpy()  # noqa: E712 - None (unknown) is not static
     shown.loc[static, [c for c in DYNAMIC_ONLY if c in columns]] = "-"
+    if objectives is not None:
+        accuracy = accuracy_objective(objectives)
+        intervals = [seed_interval(row, accuracy) for _, row in frame.iterrows()]
+        at = columns.index(accuracy) + 1
+        for offset, (name, values) in enumerate(
+            (
+                ("seeds", [i.n for i in intervals]),
+                ("95% CI", [f"[{i.low:.4f}, {i.high:.4f}]" if i.known else "-" for i in intervals]),
+                ("CI overlaps", [_overlap_text(marks) for marks in neighbour_overlaps(frame, objectives)]),
+            )
+        ):
+            shown.insert(at + offset, name, values)
     for column, unit in (("macs", "MMACs"), ("params", "M params")):
         if column in shown.columns:
             shown[column] = shown[column] / 1e6
             shown = shown.rename(columns={column: unit})
     return shown.to_markdown(index=False, floatfmt=".4f")
+
+
+def _overlap_text(marks: dict[int, bool | None]) -> str:
+    """"7, 9?": overlaps trial 7's interval, 9's unknown (one seed); "none": distinct from both."""
+    parts = [str(n) for n, overlaps in marks.items() if overlaps] + [f"{n}?" for n, overlaps in marks.items() if overlaps is None]
+    return ", ".join(parts) or "none"
 
 
 def parse_point(items: list[str]) -> dict[str, float]:

@@ -11,8 +11,9 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from dynsweep.analysis.pareto import AnalysisError, front_mask
+from dynsweep.analysis.pareto import AnalysisError, accuracy_objective, front_mask
 from dynsweep.models import DynamicSpec, get_model_entry, list_models
+from dynsweep.stats import mean_interval
 from dynsweep.sweep.config import from_stored
 from dynsweep.sweep.record import StudyRecord, TrialRecord, store_reference_point
 from dynsweep.sweep.storage import StorageError, open_existing
@@ -31,8 +32,16 @@ BASE_COLUMNS = [
     "on_front",
     "on_arch_front",
 ]
+KINDS = ("dy", "fix", "baseline", "searched")
+"""The ``kind`` column's values: a Dy or Fix preset, a plain model (a static baseline), a searched point."""
+
+SEED_COLUMNS = ["seeds", "seed_values", "n_seeds", "value_std", "ci_low", "ci_high"]
+"""Per-seed columns: each seed, its accuracy (None unfinished), how many finished, their std and
+the 95% interval of their mean."""
+
 TAIL_COLUMNS = [
     "seed",
+    *SEED_COLUMNS,
     "dir",
     "curve",
     "epochs",
@@ -40,6 +49,8 @@ TAIL_COLUMNS = [
     "infeasible",
     "fail_reason",
     "duplicate_of",
+    "repeat_of",
+    "point",
     "started",
     "completed",
 ]
@@ -73,16 +84,22 @@ def from_study(study: optuna.Study) -> pd.DataFrame:
     (preset or arch), kind ("dy"/"fix" preset, "baseline" for a plain model name, else "searched"),
     dynamic (any dynamic layer), feasible (within the constraints), on_front (over all trials),
     on_arch_front (within the architecture), one column per objective, macs and params, one per
-    DynamicSpec field (lists as JSON text, so they group and compare), seed, dir, curve (validation
-    accuracy per epoch), epochs, wall_seconds, infeasible and fail_reason (the reasons),
-    duplicate_of (the trial whose result a duplicate reused), started and completed.
-    ``frame.attrs`` holds the study name, the objectives with their directions and the stored
-    reference point (if any).
+    DynamicSpec field (lists as JSON text, so they group and compare), seed, the per-seed columns
+    (seeds, seed_values: the accuracy of each seed, n_seeds: how many finished, value_std, ci_low
+    and ci_high: the 95% Student-t interval of their mean, recomputed from seed_values; a trial
+    without repeats has its one seed and value), dir, curve (validation accuracy per epoch),
+    epochs, wall_seconds, infeasible and fail_reason (the reasons), duplicate_of (the trial whose
+    result a duplicate reused), repeat_of (the trial whose point a front repeat retrains), point
+    (the point's digest; in studies that did not record it, "trial N" of the trial it repeats or
+    its own), started and completed. ``frame.attrs`` holds the study name, the objectives with
+    their directions and the stored reference point (if any).
     """
     objectives = objectives_of_study(study)
     names = list(objectives)
-    trials = [t for t in study.get_trials(deepcopy=False) if TrialRecord.of(t).resampled is None]
-    rows = [_row(trial, names) for trial in trials]
+    records = {t.number: TrialRecord.of(t) for t in study.get_trials(deepcopy=False)}
+    trials = [t for t in study.get_trials(deepcopy=False) if records[t.number].resampled is None]
+    accuracy = accuracy_objective(objectives)
+    rows = [_row(trial, records, names, accuracy) for trial in trials]
     columns = BASE_COLUMNS + [n for n in names if n not in ("macs", "params")] + ["macs", "params"]
     columns += SPEC_FIELDS + TAIL_COLUMNS
     frame = pd.DataFrame(rows, columns=columns)
@@ -104,8 +121,10 @@ def objectives_of_study(study: optuna.Study) -> dict[str, str]:
     return dict(zip(names, directions))
 
 
-def _row(trial: optuna.trial.FrozenTrial, names: list[str]) -> dict[str, Any]:
-    record = TrialRecord.of(trial)
+def _row(
+    trial: optuna.trial.FrozenTrial, records: dict[int, TrialRecord], names: list[str], accuracy: str | None
+) -> dict[str, Any]:
+    record = records[trial.number]
     row: dict[str, Any] = {
         "number": trial.number,
         "state": trial.state.name,
@@ -124,8 +143,16 @@ def _row(trial: optuna.trial.FrozenTrial, names: list[str]) -> dict[str, Any]:
         resolved = DynamicSpec.from_dict(spec)
         row["dynamic"] = not resolved.is_static
         row.update({k: _hashable(v) for k, v in resolved.to_dict().items()})
+    seeds, seed_values = _seed_values(trial, record, names.index(accuracy) if accuracy else None)
+    interval = mean_interval(seed_values)
     row.update(
         seed=record.seed,
+        seeds=seeds,
+        seed_values=seed_values,
+        n_seeds=interval.n,
+        value_std=interval.std,
+        ci_low=interval.low,
+        ci_high=interval.high,
         dir=record.dir,
         curve=list(record.curve),
         epochs=len(record.curve),
@@ -133,10 +160,41 @@ def _row(trial: optuna.trial.FrozenTrial, names: list[str]) -> dict[str, Any]:
         infeasible=record.infeasible,
         fail_reason=record.fail_reason,
         duplicate_of=record.duplicate_of,
+        repeat_of=record.repeat_of,
+        point=_point(trial.number, records),
         started=trial.datetime_start,
         completed=trial.datetime_complete,
     )
     return row
+
+
+def _seed_values(
+    trial: optuna.trial.FrozenTrial, record: TrialRecord, accuracy: int | None
+) -> tuple[list[int], list[float | None]]:
+    """Each seed and its accuracy: the record's, else the trial's one seed and value."""
+    if record.seed_values:
+        return list(record.seeds), list(record.seed_values)
+    seeds = list(record.seeds) or ([record.seed] if record.seed is not None else [])
+    known = trial.values is not None and accuracy is not None
+    return seeds, [trial.values[accuracy]] if known else []
+
+
+def _point(number: int, records: dict[int, TrialRecord]) -> str:
+    """The trial's point digest; without one (older studies), that of the trial it duplicates or
+    repeats, else "trial N" for its own."""
+    seen = set()
+    while number not in seen:
+        seen.add(number)
+        record = records.get(number)
+        if record is None:
+            break
+        if record.point is not None:
+            return record.point
+        origin = record.duplicate_of if record.duplicate_of is not None else record.repeat_of
+        if origin is None:
+            break
+        number = origin
+    return f"trial {number}"
 
 
 def _kind(preset: str | None) -> str:
