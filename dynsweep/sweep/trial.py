@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import statistics
 import os
 import signal
 import subprocess
@@ -32,6 +31,7 @@ from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 
 from dynsweep import compat
+from dynsweep.stats import mean_interval
 from dynsweep.sweep import pruning
 from dynsweep.sweep.config import SweepConfig
 from dynsweep.sweep.points import holder, untried_points
@@ -258,10 +258,11 @@ def run_trial(
             return fail(outcome.error)
         values[k] = outcome.val_acc1
         TrialRecord.write(trial, seed_values=values)
-    accuracy = statistics.fmean(values)
+    interval = mean_interval(values)
+    accuracy = interval.mean
     TrialRecord.write(trial, wall_seconds=time.time() - start)
-    if len(values) > 1:
-        TrialRecord.write(trial, value_std=statistics.stdev(values))
+    if interval.n > 1:
+        TrialRecord.write(trial, value_std=interval.std, value_ci=[interval.low, interval.high])
     objective_values = {"val_acc1": accuracy, "macs": float(macs), "params": float(n_params)}
     study.tell(trial, [objective_values[name] for name in config.objectives])
     spread = f" (mean of {len(values)} seeds)" if len(values) > 1 else ""
