@@ -298,6 +298,24 @@ def study_location(args: argparse.Namespace) -> tuple[str, str]:
     return args.storage, args.study
 
 
+def add_devices(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--devices",
+        metavar="IDS",
+        help="device ids (e.g. 0,1,2,3) or all: one worker per group of --devices-per-trial, each trial "
+        "training with CUDA_VISIBLE_DEVICES set to its group",
+    )
+    parser.add_argument(
+        "--devices-per-trial", type=int, metavar="K", help="devices per trial (default: 1; K > 1 trains with DDP)"
+    )
+
+
+def device_groups_of(args: argparse.Namespace) -> list[list[str]] | None:
+    from dynsweep.sweep.devices import device_groups, parse_devices
+
+    return device_groups(parse_devices(args.devices), args.devices_per_trial, getattr(args, "workers", None))
+
+
 class SweepCommand(Command):
     """A ``dynsweep sweep`` subcommand."""
 
@@ -318,17 +336,21 @@ class SweepRun(SweepCommand):
         parser.add_argument(
             "--no-table", dest="table", action="store_false", help="do not print the Pareto table"
         )
-        parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default: 1)")
+        parser.add_argument("--workers", type=int, metavar="N", help="worker processes (default: 1, or one per device group)")
+        add_devices(parser)
 
     def take_action(self, args: argparse.Namespace) -> int:
         from dynsweep.analysis.report import status_text
         from dynsweep.sweep import load_config, run_sweep
 
-        if args.workers < 1 or (args.n_trials is not None and args.n_trials < 1):
+        if (args.workers is not None and args.workers < 1) or (args.n_trials is not None and args.n_trials < 1):
             raise UsageError("--workers and --n-trials must be >= 1")
+        groups = device_groups_of(args)
         config = load_config(args.spec)
         start = time.time()
-        study = run_sweep(config, args.storage, args.study, args.n_trials, args.workers, Path(args.runs_dir))
+        study = run_sweep(
+            config, args.storage, args.study, args.n_trials, args.workers or 1, Path(args.runs_dir), groups=groups
+        )
         if config.repeats.front:
             from dynsweep import analysis
             from dynsweep.sweep.worker import run_front_repeats
@@ -354,16 +376,24 @@ class SweepWorker(SweepCommand):
             action="store_true",
             help="end when the process that started this one ends (how sweep run --workers starts its workers)",
         )
+        add_devices(parser)
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from dynsweep.sweep import load_study, run_worker
+        from dynsweep.sweep import load_study
         from dynsweep.sweep.parent import exit_with_parent
+        from dynsweep.sweep.worker import run_workers
 
         if args.with_parent:
             exit_with_parent()
-        study, config = load_study(*study_location(args))
-        run_worker(study, config, Path(args.runs_dir), lambda line: print(f"[worker] {line}", flush=True))
+        groups = device_groups_of(args)
+        url, name = study_location(args)
+        study, config = load_study(url, name)
+        run_workers(study, config, url, Path(args.runs_dir), worker_log, groups=groups)
         return EXIT_OK
+
+
+def worker_log(line: str) -> None:
+    print(f"[worker] {line}", flush=True)
 
 
 class SweepStatus(SweepCommand):

@@ -372,8 +372,12 @@ def status_text(study: optuna.Study, config: SweepConfig, table: bool = True) ->
     counts = ", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none yet"
     lines = [f"study {study.study_name}: {done}/{budget(study, config)} trials done ({counts}; {waiting} waiting)"]
     for t in counted:
+        record = TrialRecord.of(t)
         if t.state.name == "FAIL":
-            lines.append(f"  trial {t.number} FAIL: {TrialRecord.of(t).fail_reason or 'no reason recorded'}")
+            lines.append(f"  trial {t.number} FAIL: {record.fail_reason or 'no reason recorded'}")
+        elif t.state.name == "RUNNING":
+            devices = f", devices {','.join(record.devices)}" if record.devices else ""
+            lines.append(f"  trial {t.number} RUNNING on {record.worker or 'an unknown worker'}{devices}")
     if not table:
         return "\n".join(lines)
     frame = from_study(study)

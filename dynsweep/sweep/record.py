@@ -82,6 +82,8 @@ class TrialRecord:
     """A front repeat: the trial whose point this one retrains with more seeds (its seeds included)."""
     worker: str | None = None
     """The worker that ran the trial: host, process id."""
+    devices: list[str] | None = None
+    """The devices its training processes saw (``CUDA_VISIBLE_DEVICES``), when the worker had a group."""
     sampler_seed: int | None = None
     """The seed of the sampler instance that proposed the trial (one per worker process)."""
 

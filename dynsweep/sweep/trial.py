@@ -34,6 +34,7 @@ from dynsweep import compat
 from dynsweep.stats import mean_interval
 from dynsweep.sweep import pruning
 from dynsweep.sweep.config import SweepConfig
+from dynsweep.sweep.devices import visible_devices
 from dynsweep.sweep.points import holder, untried_points
 from dynsweep.sweep.record import TrialRecord, enqueued_params, point_digest, point_key
 from dynsweep.sweep.space import preset_spec, suggest_architecture, suggest_spec, trial_params
@@ -77,9 +78,12 @@ def measure_cost(params: dict[str, Any]) -> tuple[int, int]:
     return cost.macs, cost.params
 
 
-def launch_child(trial_dir: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+def launch_child(trial_dir: Path, devices: list[str] | None = None) -> subprocess.Popen:
+    """Start the training process of ``trial_dir``, on ``devices`` (``CUDA_VISIBLE_DEVICES``) if given."""
     log = (trial_dir / "child.log").open("w")
-    env = {**os.environ, **(extra_env or {})}
+    env = dict(os.environ)
+    if devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = visible_devices(devices)
     return subprocess.Popen(
         [sys.executable, "-m", "dynsweep.sweep.child", str(trial_dir)],
         stdout=log,
@@ -169,10 +173,12 @@ def run_trial(
     runs_dir: Path,
     log: Log = print,
     resample: bool = True,
+    devices: list[str] | None = None,
 ) -> TrialState | None:
     """Run one asked trial to its end and tell the study; returns the told state, or None when the
     proposal repeated a point another trial holds and ``resample`` allows proposing anew (the
-    trial is told FAIL, marked ``resampled`` and not counted)."""
+    trial is told FAIL, marked ``resampled`` and not counted). ``devices``: the worker's device
+    group, which the trial's training processes see as ``CUDA_VISIBLE_DEVICES``."""
     start = time.time()
     trial_dir = study_trial_dir(runs_dir, study, trial.number)
 
@@ -188,6 +194,8 @@ def run_trial(
         fail(f"cannot create its directory: {error}")
         raise SweepError(f"--runs-dir: cannot create {trial_dir}: {error.strerror}") from None
     TrialRecord.write(trial, dir=str(trial_dir.resolve()))
+    if devices is not None:
+        TrialRecord.write(trial, devices=visible_devices(devices).split(","))
     if original_number(trial) != trial.number:  # a retry inherits its original's record: start afresh
         TrialRecord.write(trial, fail_reason=None, curve=[], stopped_at_epoch=None, wall_seconds=None)
     repeat = TrialRecord.of(study_trial(study, trial)).repeat_of is not None
@@ -248,7 +256,9 @@ def run_trial(
             log(f"trial {trial.number} ({label}): seed {seed} finished before, kept")
             continue
         name = f"{label}, seed {seed}" if len(seeds) > 1 else label
-        outcome = train_seed(study, trial, config, {**params, "seed": seed}, Path(dirs[k]), macs, name, log, watch=k == 0)
+        outcome = train_seed(
+            study, trial, config, {**params, "seed": seed}, Path(dirs[k]), macs, name, log, k == 0, devices
+        )
         if outcome.stopped:
             TrialRecord.write(trial, stopped_at_epoch=outcome.epochs, wall_seconds=time.time() - start)
             study.tell(trial, state=TrialState.PRUNED)
@@ -305,13 +315,14 @@ def train_seed(
     label: str,
     log: Log,
     watch: bool,
+    devices: list[str] | None = None,
 ) -> SeedOutcome:
     """Train one seed in its own process and directory; while the first seed (``watch``) trains,
     its curve is the trial's, and early stopping may end it."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "params.json").write_text(json.dumps(params, indent=2))
     max_epochs = params["training"].get("max_epochs")
-    child = launch_child(directory)
+    child = launch_child(directory, devices)
     seen = 0
     stopped = False
     try:

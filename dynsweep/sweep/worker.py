@@ -60,11 +60,12 @@ def run_worker(
     log: Log = print,
     poll: float = 2.0,
     first: bool = False,
+    devices: list[str] | None = None,
 ) -> int:
     """Run trials until the study-wide budget is spent (or the spec's timeout); returns trials run.
 
     ``first``: this is the worker that created or resumed the study (``sweep run``), whose sampler
-    takes the spec's seed when the study is new.
+    takes the spec's seed when the study is new. ``devices``: this worker's device group.
     """
     deadline = time.time() + config.budget.timeout if config.budget.timeout else None
     storage = compat.storage_of(study)
@@ -105,7 +106,7 @@ def run_worker(
         thread = compat.heartbeat_thread(trial, storage)
         thread.start()
         try:
-            state = run_trial(study, trial, config, runs_dir, log, resample=resampled < MAX_RESAMPLES)
+            state = run_trial(study, trial, config, runs_dir, log, resampled < MAX_RESAMPLES, devices)
         except KeyboardInterrupt:
             fail_interrupted(study, trial)
             raise
@@ -185,18 +186,41 @@ def run_sweep(
     workers: int = 1,
     runs_dir: Path = Path("runs"),
     log: Log = print,
+    groups: list[list[str]] | None = None,
 ) -> optuna.Study:
-    """Create or resume the study and run ``workers`` workers on it (this process is one)."""
+    """Create or resume the study and run ``workers`` workers on it (this process is one), or one
+    worker per device group of ``groups``."""
     url = url or default_url(config.name, runs_dir)
-    check_workers(url, workers)
+    check_workers(url, len(groups) if groups else workers)
     check_storage(url)
     check_sweep(config, runs_dir)
     study, config = open_study(config, url, study_name, n_trials)
+    run_workers(study, config, url, runs_dir, log, first=True, workers=workers, groups=groups)
+    return study
+
+
+def run_workers(
+    study: optuna.Study,
+    config: SweepConfig,
+    url: str,
+    runs_dir: Path,
+    log: Log = print,
+    first: bool = False,
+    workers: int = 1,
+    groups: list[list[str]] | None = None,
+) -> None:
+    """Run one worker here and the others as processes that end with this one: ``workers`` in
+    all, or one per device group (this process takes the first group)."""
+    count = len(groups) if groups else workers
+    check_workers(url, count)
     command = [sys.executable, "-m", "dynsweep", "sweep", "worker", "--storage", url]
     command += ["--study", study.study_name, "--runs-dir", str(runs_dir), "--with-parent"]
-    extra = [subprocess.Popen(command) for _ in range(workers - 1)]
+    extra = []
+    for index in range(1, count):
+        placement = ["--devices", ",".join(groups[index]), "--devices-per-trial", str(len(groups[index]))] if groups else []
+        extra.append(subprocess.Popen(command + placement))
     try:
-        run_worker(study, config, runs_dir, log, first=True)
+        run_worker(study, config, runs_dir, log, first=first, devices=groups[0] if groups else None)
     except KeyboardInterrupt:
         for process in extra:
             process.send_signal(signal.SIGINT)
@@ -204,4 +228,3 @@ def run_sweep(
     finally:
         for process in extra:
             process.wait()
-    return study
