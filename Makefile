@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # glibc returns every large free to the OS and page-faults it back on the next allocation, which
-# on this VM costs more than the arithmetic of a 7x7 layer; keep freed memory in the heap instead
+# can cost more than the arithmetic of a 7x7 layer; keep freed memory in the heap instead
 # (the same effect as the jemalloc/tcmalloc advice of PyTorch's CPU performance guide).
 BENCH_ENV ?= MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
 

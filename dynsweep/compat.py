@@ -1,7 +1,7 @@
 """The private names of our dependencies that dynsweep uses, in one place.
 
-Each has no public equivalent in the versions we support; ``tests/test_compat.py`` checks each
-one, so that an upgrade that moves or changes one fails there first. Imports are local so that
+Each has no public equivalent in the versions we support, and each has a test of its own, so an
+upgrade that moves or changes one fails in one place. Imports are local so that
 importing this module costs nothing and pulls in no dependency that a caller does not use.
 """
 
