@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     trial_dir = Path(argv[0])
     params = json.loads((trial_dir / "params.json").read_text())
     exit_with_parent()
+    import os
+
+    print(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}", flush=True)  # the devices it was given
     start = time.time()
     try:
         metrics = train(trial_dir, params)
