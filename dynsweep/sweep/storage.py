@@ -108,7 +108,9 @@ class LeasedJournalStorage(JournalStorage, compat.heartbeat_base()):
         super().__init__(JournalFileBackend(str(path)))
         self.leases = path.with_name(path.name + ".leases")
         self.settings = settings
-        self.retry = RetryHeartbeatStaleTrialCallback(max_retry=settings.max_retry)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.retry = RetryHeartbeatStaleTrialCallback(max_retry=settings.max_retry)
 
     def record_heartbeat(self, trial_id: int) -> None:
         self.leases.mkdir(exist_ok=True)
