@@ -3,14 +3,13 @@
 A checkpoint written by a dynsweep task names its task in its architecture record, and one written
 through ``dynsweep train`` also holds its data module (class path and arguments, saved by
 Lightning as ``datamodule_hyper_parameters``). :func:`load_task` rebuilds the task with its
-weights, :func:`load_data` the data module (with overrides), :func:`evaluate` runs Lightning's
-validation loop, :func:`export_onnx` writes the fused inference graph and checks it with
+weights, :func:`load_data` the data module (with overrides), :func:`evaluate` (the recipe's) runs
+Lightning's validation loop, :func:`export_onnx` writes the fused inference graph and checks it with
 onnxruntime.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,18 @@ import torch
 
 from dynsweep.tasks import CheckpointMismatchError, DynamicTask
 from dynsweep.tasks.base import CHECKPOINT_KEY, image_pair
-from dynsweep.train import TASKS
+from dynsweep.tasks.recipe import TASKS, data_class, evaluate
 
-# By task class name, as checkpoints record it; dynsweep train's table is the one source.
+__all__ = [
+    "evaluate",  # the recipe's, here beside the loading it goes with
+    "export_onnx",
+    "load_data",
+    "load_task",
+    "onnx_difference",
+    "read_checkpoint",
+]
+
+# By task class name, as checkpoints record it; the recipe's table of tasks is the one source.
 TASK_CLASSES: dict[str, type[DynamicTask]] = {kind.task.__name__: kind.task for kind in TASKS.values()}
 DEFAULT_DATA: dict[str, str] = {kind.task.__name__: kind.data for kind in TASKS.values()}
 
@@ -63,16 +71,6 @@ def load_task(path: str | Path, expect: str | None = None) -> DynamicTask:
     return TASK_CLASSES[name].load_from_checkpoint(path, map_location="cpu").eval()
 
 
-def import_class(class_path: str) -> type:
-    if "." not in class_path:
-        class_path = f"dynsweep.data.{class_path}"
-    module, _, name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        raise ValueError(f"no data module class {class_path!r}") from None
-
-
 def load_data(
     path: str | Path, class_path: str | None = None, overrides: Mapping[str, Any] | None = None
 ) -> L.LightningDataModule:
@@ -86,34 +84,14 @@ def load_data(
     saved = dict(checkpoint.get("datamodule_hyper_parameters") or {})
     saved.pop("_instantiator", None)  # LightningCLI's, not an argument
     saved_class = saved.pop("_class_path", None) or DEFAULT_DATA[name]
-    if class_path is not None and import_class(class_path) is not import_class(saved_class):
+    if class_path is not None and data_class(class_path) is not data_class(saved_class):
         saved, saved_class = {}, class_path
-    data_class = import_class(saved_class)
+    chosen = data_class(saved_class)
     arguments = {**saved, **dict(overrides or {})}
     try:
-        return data_class(**arguments)
+        return chosen(**arguments)
     except TypeError as error:
-        raise ValueError(f"{data_class.__name__}({', '.join(arguments)}): {error}") from None
-
-
-def evaluate(
-    task: DynamicTask,
-    data: L.LightningDataModule,
-    accelerator: str = "cpu",
-    limit_batches: int | float = 1.0,
-) -> dict[str, float]:
-    """Validation metrics of ``task`` on ``data`` (Lightning's validation loop, one device)."""
-    trainer = L.Trainer(
-        accelerator=accelerator,
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=limit_batches,
-    )
-    (metrics,) = trainer.validate(task, datamodule=data, verbose=False)
-    return {key: float(value) for key, value in metrics.items()}
+        raise ValueError(f"{chosen.__name__}({', '.join(arguments)}): {error}") from None
 
 
 def export_onnx(

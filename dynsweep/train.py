@@ -11,56 +11,31 @@ dynsweep adds: ``--seed`` (an alias of Lightning's ``--seed_everything``, defaul
 of one config log the same metrics on CPU), ``--ckpt_path`` (resume a fit), the task's
 ``num_classes``, ``in_channels`` and ``image_size`` linked from the data module, and as default
 loggers a CSVLogger plus a TensorBoardLogger when ``tensorboard`` or ``tensorboardX`` is
-installed (both write into ``<default_root_dir>/lightning_logs/version_N``).
+installed (both write into ``<default_root_dir>/lightning_logs/version_N``). The checkpoint and
+Trainer defaults are the sweep's (:mod:`dynsweep.tasks.recipe`): a progress bar only when stdout
+is a terminal (``--trainer.enable_progress_bar`` overrides).
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import lightning as L
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import CSVLogger, Logger
 
-from dynsweep.tasks import ClassificationTask, SegmentationTask
-
-
-@dataclass(frozen=True)
-class TaskKind:
-    """What ``--task NAME`` selects: the task class, the default data and the monitored metric."""
-
-    task: type[L.LightningModule]
-    data: str
-    monitor: str
-
-
-TASKS: dict[str, TaskKind] = {
-    "classification": TaskKind(ClassificationTask, "dynsweep.data.EmbeddedDigitsDataModule", "val_acc1"),
-    "segmentation": TaskKind(SegmentationTask, "dynsweep.data.DigitCanvasDataModule", "val_miou"),
-}
+from dynsweep.tasks.recipe import (
+    CHECKPOINT_DEFAULTS,
+    TASKS,
+    TaskKind,
+    default_loggers,
+    trainer_defaults,
+)
 
 LINKED = ("num_classes", "in_channels", "image_size")  # data module attributes -> task arguments
-
-
-def tensorboard_available() -> bool:
-    from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE, _TENSORBOARDX_AVAILABLE
-
-    return bool(_TENSORBOARD_AVAILABLE or _TENSORBOARDX_AVAILABLE)
-
-
-def default_loggers(root_dir: str) -> list[Logger]:
-    """CSV always; TensorBoard as well when installed, in the same version directory."""
-    loggers: list[Logger] = [CSVLogger(root_dir, name="lightning_logs")]
-    if tensorboard_available():
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(root_dir, name="lightning_logs", version=loggers[0].version))
-    return loggers
 
 
 class TrainCLI(LightningCLI):
@@ -78,6 +53,7 @@ class TrainCLI(LightningCLI):
             args=list(args) if args is not None else None,
             run=False,
             auto_configure_optimizers=False,  # the task's own recipe (SGD/AdamW, warm-up, decay)
+            trainer_defaults=trainer_defaults(),
         )
 
     def add_default_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -100,14 +76,9 @@ class TrainCLI(LightningCLI):
         name = next(name for name, kind in TASKS.items() if kind is self.kind)
         parser.add_argument("--task", choices=[name], default=name, help="classification or segmentation")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        checkpoint = {f"checkpoint.{key}": value for key, value in CHECKPOINT_DEFAULTS.items()}
         parser.set_defaults(
-            {
-                "checkpoint.monitor": self.kind.monitor,
-                "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
-                "checkpoint.filename": "best-{epoch}-{step}",
-                "data": {"class_path": self.kind.data},
-            }
+            {**checkpoint, "checkpoint.monitor": self.kind.monitor, "data": {"class_path": self.kind.data}}
         )
         for attribute in LINKED:
             parser.link_arguments(f"data.{attribute}", f"model.{attribute}", apply_on="instantiate")

@@ -8,6 +8,8 @@
 >>> ClassificationTask.load_from_checkpoint("last.ckpt")                   # doctest: +SKIP
 
 ``task.cost`` holds MACs and parameters (logged as the hyper-parameters ``macs`` and ``params``).
+:mod:`dynsweep.tasks.recipe` builds data, task and Trainer from a sweep's settings, the one
+Trainer set-up of the sweep, ``dynsweep train`` and ``dynsweep evaluate``.
 """
 
 from dynsweep.tasks.base import CheckpointMismatchError, DynamicTask

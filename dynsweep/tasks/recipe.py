@@ -1,0 +1,204 @@
+"""The one training recipe: data and task from a sweep's settings, and dynsweep's Trainer set-up.
+
+The sweep's trial child (:mod:`dynsweep.sweep.child`), ``dynsweep evaluate`` (:func:`evaluate`)
+and ``dynsweep train`` (LightningCLI, given :func:`trainer_defaults` and
+:data:`CHECKPOINT_DEFAULTS`) all build their Trainer here, so loggers, checkpoints and Trainer
+settings are defined once.
+
+A sweep's ``training`` mapping holds three kinds of key (:func:`training_keys`):
+
+- the :class:`ClassificationTask` arguments a sweep may set (:func:`task_keys`: every argument
+  but those the sweep sets itself, :data:`SET_BY_SWEEP`), so a new task argument is settable
+  without editing a list;
+- the Trainer arguments :data:`TRAINER_KEYS`;
+- the recipe's own :data:`RECIPE_KEYS`: ``threads`` (torch's intra-op threads per process).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+from dynsweep.tasks.base import image_pair
+from dynsweep.tasks.classification import ClassificationTask
+from dynsweep.tasks.segmentation import SegmentationTask
+
+SET_BY_SWEEP = ("model", "spec", "num_classes", "in_channels", "image_size", "small_input")
+"""ClassificationTask arguments a sweep sets itself: from the trial's params and the data module."""
+
+TRAINER_KEYS = (
+    "max_epochs",
+    "max_steps",
+    "limit_train_batches",
+    "limit_val_batches",
+    "accelerator",
+    "gradient_clip_val",
+)
+"""Lightning Trainer arguments a sweep's training may set (the trial's devices come from the sweep)."""
+
+RECIPE_KEYS = ("threads",)
+"""The recipe's own training keys: ``threads``, torch's intra-op threads per process."""
+
+CHECKPOINT_DEFAULTS: dict[str, Any] = {"filename": "best-{epoch}-{step}", "mode": "max", "save_last": True}
+"""The ModelCheckpoint of every training: the best checkpoint by the task's monitored metric
+(higher is better), and ``last.ckpt``."""
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """What ``--task NAME`` selects: the task class, the default data and the monitored metric."""
+
+    task: type[L.LightningModule]
+    data: str
+    monitor: str
+
+
+TASKS: dict[str, TaskKind] = {
+    "classification": TaskKind(ClassificationTask, "dynsweep.data.EmbeddedDigitsDataModule", "val_acc1"),
+    "segmentation": TaskKind(SegmentationTask, "dynsweep.data.DigitCanvasDataModule", "val_miou"),
+}
+
+
+# ---------------------------------------------------------------------- training keys
+def task_keys() -> tuple[str, ...]:
+    """The :class:`ClassificationTask` arguments a sweep's ``training`` may set, in signature order."""
+    parameters = inspect.signature(ClassificationTask.__init__).parameters
+    return tuple(name for name in parameters if name != "self" and name not in SET_BY_SWEEP)
+
+
+def training_keys() -> frozenset[str]:
+    """Every key a sweep's ``training`` may hold: task arguments, Trainer arguments, recipe keys."""
+    return frozenset((*task_keys(), *TRAINER_KEYS, *RECIPE_KEYS))
+
+
+def split_training(training: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``training`` as (task arguments, Trainer arguments, recipe keys); ``None`` values are left out."""
+    unknown = sorted(set(training) - training_keys())
+    if unknown:
+        raise ValueError(
+            f"training: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(training_keys()))}"
+        )
+    task, trainer = set(task_keys()), set(TRAINER_KEYS)
+    given = {key: value for key, value in training.items() if value is not None}
+    return (
+        {k: v for k, v in given.items() if k in task},
+        {k: v for k, v in given.items() if k in trainer},
+        {k: v for k, v in given.items() if k in RECIPE_KEYS},
+    )
+
+
+# ---------------------------------------------------------------------- data and task
+def data_class(class_path: str) -> type[L.LightningDataModule]:
+    """A data module class by name (``dynsweep.data`` is implied) or by full class path."""
+    if "." not in class_path:
+        class_path = f"dynsweep.data.{class_path}"
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise ValueError(f"no data module class {class_path!r}") from None
+
+
+def make_data(data: Mapping[str, Any]) -> L.LightningDataModule:
+    """The data module of a sweep's ``data`` mapping: ``{"class": NAME, "init_args": {...}}``."""
+    return data_class(data["class"])(**(data.get("init_args") or {}))
+
+
+def make_task(params: Mapping[str, Any], data: L.LightningDataModule, **task_args: Any) -> ClassificationTask:
+    """The trial's ClassificationTask: the ``model``, ``spec`` and ``small_input`` of ``params``,
+    sized for ``data``. The sweep counts a trial's cost on this task too, so the two agree."""
+    return ClassificationTask(
+        params["model"],
+        params["spec"],
+        num_classes=data.num_classes,
+        in_channels=data.in_channels,
+        small_input=params["small_input"],
+        image_size=image_pair(data.image_size)[0],
+        **task_args,
+    )
+
+
+# ---------------------------------------------------------------------- the Trainer
+def tensorboard_available() -> bool:
+    # Private to Lightning: the flags its TensorBoardLogger itself checks.
+    from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE, _TENSORBOARDX_AVAILABLE
+
+    return bool(_TENSORBOARD_AVAILABLE or _TENSORBOARDX_AVAILABLE)
+
+
+def default_loggers(root_dir: str | Path) -> list[Logger]:
+    """CSV always; TensorBoard as well when installed, in the same ``lightning_logs/version_N``."""
+    loggers: list[Logger] = [CSVLogger(str(root_dir), name="lightning_logs")]
+    if tensorboard_available():
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(str(root_dir), name="lightning_logs", version=loggers[0].version))
+    return loggers
+
+
+def checkpoint_callback(monitor: str, dirpath: str | Path | None = None) -> ModelCheckpoint:
+    """The best checkpoint by ``monitor`` and ``last.ckpt`` (:data:`CHECKPOINT_DEFAULTS`), in
+    ``dirpath`` or, without one, in Lightning's place (``<log dir>/checkpoints``)."""
+    return ModelCheckpoint(None if dirpath is None else str(dirpath), monitor=monitor, **CHECKPOINT_DEFAULTS)
+
+
+def trainer_defaults(interactive: bool | None = None) -> dict[str, Any]:
+    """What dynsweep's Trainers change from Lightning's defaults: a progress bar only when the
+    output is a terminal (``interactive=None``: whether stdout is one), not in logs and batch jobs."""
+    if interactive is None:
+        interactive = sys.stdout.isatty()
+    return {"enable_progress_bar": bool(interactive)}
+
+
+def make_trainer(
+    root_dir: str | Path | None = None,
+    monitor: str | None = None,
+    checkpoint_dir: str | Path | None = None,
+    callbacks: Sequence[L.Callback] = (),
+    interactive: bool | None = None,
+    **trainer_args: Any,
+) -> L.Trainer:
+    """A Trainer with dynsweep's set-up; ``trainer_args`` go to Lightning as given.
+
+    With ``root_dir``: :func:`default_loggers` there and, with ``monitor``, the
+    :func:`checkpoint_callback` (in ``checkpoint_dir`` if given). Without: no logger and no
+    checkpoints, as evaluation needs.
+    """
+    callbacks = list(callbacks)
+    if root_dir is not None and monitor is not None:
+        callbacks.append(checkpoint_callback(monitor, checkpoint_dir))
+    options: dict[str, Any] = {
+        **trainer_defaults(interactive),
+        "default_root_dir": None if root_dir is None else str(root_dir),
+        "logger": False if root_dir is None else default_loggers(root_dir),
+        "enable_checkpointing": root_dir is not None and monitor is not None,
+        "callbacks": callbacks,
+    }
+    return L.Trainer(**{**options, **trainer_args})
+
+
+def evaluate(
+    task: L.LightningModule,
+    data: L.LightningDataModule,
+    accelerator: str = "cpu",
+    limit_batches: int | float = 1.0,
+) -> dict[str, float]:
+    """Validation metrics of ``task`` on ``data`` (Lightning's validation loop, one device)."""
+    trainer = make_trainer(
+        accelerator=accelerator,
+        devices=1,
+        interactive=False,
+        enable_model_summary=False,
+        limit_val_batches=limit_batches,
+    )
+    (metrics,) = trainer.validate(task, datamodule=data, verbose=False)
+    return {key: float(value) for key, value in metrics.items()}
