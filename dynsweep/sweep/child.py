@@ -17,7 +17,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-TRAINER_KEYS = ("max_epochs", "max_steps", "limit_train_batches", "limit_val_batches", "accelerator")
+from dynsweep.tasks.recipe import make_data, make_task
+
+__all__ = ["main", "make_data", "make_task", "train"]  # make_data, make_task: the recipe's, for old callers
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -26,40 +28,18 @@ def write_json(path: Path, value: Any) -> None:
     tmp.replace(path)
 
 
-def make_data(data: dict[str, Any]) -> Any:
-    import dynsweep.data
-
-    return getattr(dynsweep.data, data["class"])(**(data.get("init_args") or {}))
-
-
-def make_task(params: dict[str, Any], data: Any, **task_args: Any) -> Any:
-    """The trial's ClassificationTask: the model and spec of ``params``, sized for ``data``. The
-    sweep counts a trial's cost on this task too, so the two cannot disagree."""
-    from dynsweep.tasks import ClassificationTask
-
-    return ClassificationTask(
-        params["model"],
-        params["spec"],
-        num_classes=data.num_classes,
-        in_channels=data.in_channels,
-        small_input=params["small_input"],
-        image_size=data.image_size if isinstance(data.image_size, int) else data.image_size[0],
-        **task_args,
-    )
-
-
 def train(trial_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
     import lightning as L
     import torch
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
-    training = dict(params["training"])
-    if training.get("threads"):
-        torch.set_num_threads(int(training["threads"]))
+    from dynsweep.tasks.recipe import make_trainer, split_training
+
+    task_args, trainer_args, recipe = split_training(params["training"])
+    if recipe.get("threads"):
+        torch.set_num_threads(int(recipe["threads"]))
     L.seed_everything(params["seed"], workers=True, verbose=False)
     data = make_data(params["data"])
-    task = make_task(params, data, **{k: v for k, v in training.items() if k not in TRAINER_KEYS and k != "threads"})
+    task = make_task(params, data, **task_args)
     curve: list[float] = []
     last_step = [-1]
     progress = trial_dir / "progress.jsonl"
@@ -80,20 +60,15 @@ def train(trial_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
             with progress.open("a") as f:
                 f.write(json.dumps(line) + "\n")
 
-    trainer_args = {k: training[k] for k in TRAINER_KEYS if training.get(k) is not None}
-    trainer = L.Trainer(
+    trainer = make_trainer(
+        trial_dir,
+        monitor="val_acc1",
+        checkpoint_dir=trial_dir / "checkpoints",
+        callbacks=[Progress()],
+        interactive=False,
         devices=1,
-        logger=CSVLogger(str(trial_dir), name="lightning_logs"),
-        callbacks=[
-            Progress(),
-            ModelCheckpoint(
-                str(trial_dir / "checkpoints"), "best-{epoch}-{step}", "val_acc1", mode="max", save_last=True
-            ),
-        ],
-        enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        deterministic=False,
         **trainer_args,
     )
     trainer.fit(task, datamodule=data)
