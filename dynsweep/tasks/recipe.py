@@ -10,8 +10,10 @@ A sweep's ``training`` mapping holds three kinds of key (:func:`training_keys`):
 - the :class:`ClassificationTask` arguments a sweep may set (:func:`task_keys`: every argument
   but those the sweep sets itself, :data:`SET_BY_SWEEP`), so a new task argument is settable
   without editing a list;
-- the Trainer arguments :data:`TRAINER_KEYS`;
-- the recipe's own :data:`RECIPE_KEYS`: ``threads`` (torch's intra-op threads per process).
+- the Trainer arguments :data:`TRAINER_KEYS`, the hardware's among them (``accelerator``,
+  ``precision`` such as ``bf16-mixed``, ``strategy``, ``sync_batchnorm``);
+- the recipe's own :data:`RECIPE_KEYS`: ``threads`` (torch's intra-op threads per process) and
+  ``compile`` (train the model through ``torch.compile``; docs/compile.md has what it gains).
 """
 
 from __future__ import annotations
@@ -41,12 +43,16 @@ TRAINER_KEYS = (
     "limit_train_batches",
     "limit_val_batches",
     "accelerator",
+    "precision",
+    "strategy",
+    "sync_batchnorm",
     "gradient_clip_val",
 )
 """Lightning Trainer arguments a sweep's training may set (the trial's devices come from the sweep)."""
 
-RECIPE_KEYS = ("threads",)
-"""The recipe's own training keys: ``threads``, torch's intra-op threads per process."""
+RECIPE_KEYS = ("threads", "compile")
+"""The recipe's own training keys: ``threads``, torch's intra-op threads per process, and
+``compile``, true to train the model through ``torch.compile``."""
 
 CHECKPOINT_DEFAULTS: dict[str, Any] = {"filename": "best-{epoch}-{step}", "mode": "max", "save_last": True}
 """The ModelCheckpoint of every training: the best checkpoint by the task's monitored metric
