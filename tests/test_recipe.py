@@ -76,6 +76,16 @@ def test_split_training_sorts_the_keys_and_names_an_unknown_one():
     assert own == {"threads": 1}
     with pytest.raises(ValueError, match=r"training: unknown key 'learning_rate'; allowed: .*\blr\b"):
         split_training({"learning_rate": 0.1})
+    with pytest.raises(ValueError, match=r"training\.compile: must be true or false, got 'yes'"):
+        split_training({"compile": "yes"})
+    with pytest.raises(ValueError, match=r"training\.threads: must be an integer >= 1"):
+        split_training({"threads": 0})
+    assert split_training({"compile": True, "threads": 2})[2] == {"compile": True, "threads": 2}
+    with pytest.raises(ValueError, match=r"training\.compile: must be true or false, got 'yes'"):
+        split_training({"compile": "yes"})
+    with pytest.raises(ValueError, match=r"training\.threads: must be an integer >= 1"):
+        split_training({"threads": 0})
+    assert split_training({"compile": True, "threads": 2})[2] == {"compile": True, "threads": 2}
 
 
 def test_betas_from_a_sweep_reach_the_optimizer():

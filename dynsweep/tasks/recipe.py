@@ -87,14 +87,23 @@ def training_keys() -> frozenset[str]:
 
 
 def split_training(training: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """``training`` as (task arguments, Trainer arguments, recipe keys); ``None`` values are left out."""
+    """``training`` as (task arguments, Trainer arguments, recipe keys); ``None`` values are left out.
+
+    Unknown keys and bad recipe values raise a ValueError naming the key; the task and the Trainer
+    check their own arguments when they are built.
+    """
     unknown = sorted(set(training) - training_keys())
     if unknown:
         raise ValueError(
             f"training: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(training_keys()))}"
         )
-    task, trainer = set(task_keys()), set(TRAINER_KEYS)
     given = {key: value for key, value in training.items() if value is not None}
+    threads = given.get("threads", 1)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"training.threads: must be an integer >= 1 or null (torch's choice), got {threads}")
+    if not isinstance(given.get("compile", False), bool):
+        raise ValueError(f"training.compile: must be true or false, got {given['compile']!r}")
+    task, trainer = set(task_keys()), set(TRAINER_KEYS)
     return (
         {k: v for k, v in given.items() if k in task},
         {k: v for k, v in given.items() if k in trainer},
