@@ -68,6 +68,7 @@ def interleaved(steps: dict, repeats: int) -> dict[str, dict[str, float]]:
 
 
 def graphs(model: nn.Module, x: torch.Tensor) -> dict:
+    # torch._dynamo.explain: private to torch (documented in its troubleshooting guide).
     explained = torch._dynamo.explain(model)(x)
     reasons = sorted({reason.reason.splitlines()[0][:160] for reason in explained.break_reasons})
     return {"graphs": explained.graph_count, "graph_breaks": explained.graph_break_count, "reasons": reasons}
@@ -76,7 +77,7 @@ def graphs(model: nn.Module, x: torch.Tensor) -> dict:
 def validation_compiles(model: nn.Module, batch: int, last: int) -> list[dict]:
     """Eval-mode forwards without autograd at ``batch`` then ``last`` (500 % 64 = 52 for the
     embedded digits' validation set): each new guard failure compiles again."""
-    counters = torch._dynamo.utils.counters
+    counters = torch._dynamo.utils.counters  # private to torch: Dynamo's own statistics
     rows = []
     model.eval()
     with torch.no_grad():
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="timed steps of each")
     parser.add_argument("--validation", action="store_true", help="also count validation's compiles")
     parser.add_argument("--explain", action="store_true", help="also count graphs and graph breaks")
-    parser.add_argument("--profile", type=int, default=0, help="print the N ops of most self CPU time per step")
+    parser.add_argument("--profile", type=int, default=0, help="print the N ops of most self CPU time")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -121,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, step in steps.items() if args.profile else ():
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
             step()
-        print(f"{name}:\n" + profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile))
+        table = profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile)
+        print(f"{name}:\n{table}")
     if args.validation:
         result["validation"] = validation_compiles(compiled, args.batch, 500 % args.batch or args.batch)
     if args.explain:

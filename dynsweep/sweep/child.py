@@ -11,7 +11,10 @@ With ``--devices K`` (K > 1) the trial trains with Lightning's DDP on K processe
 ``ddp`` unless the training names another): Lightning starts ranks 1..K-1 by running this module
 again. The validation metrics are synchronised over the ranks; rank 0 alone writes into
 ``TRIAL_DIR``. Every rank ends when the process that started it dies, so a ``kill -9`` of the
-sweep's worker leaves no training behind.
+sweep's worker leaves no training behind. The reported val_acc1 equals one process's on the
+whole validation set when the set divides into K equal shares and ``limit_val_batches`` is unset;
+otherwise Lightning's distributed sampler pads the last share with repeated images, which then
+count twice, and ``limit_val_batches`` limits each rank's batches (K times the images).
 """
 
 from __future__ import annotations
