@@ -32,9 +32,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dynsweep.tasks.recipe import make_data, make_task
-
-__all__ = ["child_environment", "launch", "main", "make_data", "make_task", "train"]  # make_*: the recipe's
+__all__ = ["child_environment", "launch", "main", "train"]
 
 INHERITED_LAUNCHERS = ("SLURM", "TORCHELASTIC_", "JSM_NAMESPACE_")
 """Prefixes of variables of a cluster or a launcher around the sweep (SLURM, torchrun, LSF's
@@ -106,6 +104,17 @@ def launch(
         )
 
 
+def __getattr__(name: str) -> Any:
+    """``make_data`` and ``make_task`` of :mod:`dynsweep.tasks.recipe`, for callers that import
+    them from here. Imported on first use: this module, the trial process's entry point, loads
+    without Lightning, so its watchdog (:func:`exit_with_parent`) starts within a second."""
+    if name in ("make_data", "make_task"):
+        from dynsweep.tasks import recipe
+
+        return getattr(recipe, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def local_rank() -> int:
     """This process's rank in the trial: Lightning starts ranks 1.. with ``LOCAL_RANK`` set, and
     :func:`launch` starts rank 0 without it."""
@@ -123,7 +132,7 @@ def train(trial_dir: Path, params: dict[str, Any], devices: int = 1) -> dict[str
     import lightning as L
     import torch
 
-    from dynsweep.tasks.recipe import make_trainer, split_training
+    from dynsweep.tasks.recipe import make_data, make_task, make_trainer, split_training
 
     task_args, trainer_args, recipe = split_training(params["training"])
     if recipe.get("threads"):
@@ -196,6 +205,7 @@ def exit_with_parent() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    exit_with_parent()
     parser = argparse.ArgumentParser(
         prog="python -m dynsweep.sweep.child", description=__doc__.split("\n\n")[0]
     )
@@ -206,9 +216,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--devices must be >= 1, got {args.devices}")
     trial_dir: Path = args.trial_dir
     params = json.loads((trial_dir / "params.json").read_text())
-    exit_with_parent()
-    import os
-
     print(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}", flush=True)  # the devices it was given
     start = time.time()
     try:
