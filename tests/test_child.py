@@ -144,9 +144,7 @@ def test_kill_9_of_the_worker_ends_every_ddp_rank(tmp_path: Path, cluster_enviro
         "import sys, time; from pathlib import Path; from dynsweep.sweep.child import launch; "
         "print(launch(Path(sys.argv[1]), devices_per_trial=2).pid, flush=True); time.sleep(600)"
     )
-    worker = subprocess.Popen(
-        [sys.executable, "-c", worker_code, str(trial_dir)], stdout=subprocess.PIPE, text=True
-    )
+    worker = subprocess.Popen([sys.executable, "-c", worker_code, str(trial_dir)], stdout=subprocess.PIPE, text=True)
     ranks: list[int] = []
     try:
         child = int(worker.stdout.readline())

@@ -13,8 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from dynsweep.data import EmbeddedDigitsDataModule
-from dynsweep.tasks import ClassificationTask
-from dynsweep.tasks import recipe
+from dynsweep.tasks import ClassificationTask, recipe
 from dynsweep.tasks.recipe import (
     CHECKPOINT_DEFAULTS,
     RECIPE_KEYS,
@@ -94,9 +93,7 @@ def test_betas_from_a_sweep_reach_the_optimizer():
         {"optimizer": "adamw", "betas": [0.8, 0.95], "max_steps": 1, "limit_val_batches": 0}
     )
     task = make_task(PARAMS, data, **task_args)
-    trainer = make_trainer(
-        interactive=False, accelerator="cpu", devices=1, enable_model_summary=False, **trainer_args
-    )
+    trainer = make_trainer(interactive=False, accelerator="cpu", devices=1, enable_model_summary=False, **trainer_args)
     trainer.fit(task, datamodule=data)
     (optimizer,) = trainer.optimizers
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.param_groups[0]["betas"] == (0.8, 0.95)
@@ -109,7 +106,7 @@ def test_make_data_and_make_task_size_the_task_for_the_data():
     h = task.hparams
     assert (h.num_classes, h.in_channels, h.image_size, h.small_input, h.lr) == (10, 1, 28, True, 0.2)
     assert h.spec["num_bases"] == 2
-    with pytest.raises(ValueError, match="no data module class 'dynsweep.data.NoSuchDataModule'"):
+    with pytest.raises(ValueError, match=r"no data module class 'dynsweep\.data\.NoSuchDataModule'"):
         make_data({"class": "NoSuchDataModule"})
 
 

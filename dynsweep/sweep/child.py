@@ -206,9 +206,7 @@ def exit_with_parent() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     exit_with_parent()
-    parser = argparse.ArgumentParser(
-        prog="python -m dynsweep.sweep.child", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m dynsweep.sweep.child", description=__doc__.split("\n\n")[0])
     parser.add_argument("trial_dir", type=Path, help="the trial's directory, holding params.json")
     parser.add_argument("--devices", type=int, default=1, help="devices (DDP processes) of the trial")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -220,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     try:
         metrics = train(trial_dir, params, args.devices)
-    except Exception as error:  # noqa: BLE001 - every failure is reported to the parent
+    except Exception as error:  # every failure is reported to the parent
         reason = f"{type(error).__name__}: {error}"
         if local_rank() == 0:
             write_json(trial_dir / "metrics.json", {"error": reason, "traceback": traceback.format_exc()})

@@ -30,7 +30,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
-from dynsweep.tasks.base import image_pair
+from dynsweep.tasks.base import DynamicTask, image_pair
 from dynsweep.tasks.classification import ClassificationTask
 from dynsweep.tasks.segmentation import SegmentationTask
 
@@ -63,7 +63,7 @@ CHECKPOINT_DEFAULTS: dict[str, Any] = {"filename": "best-{epoch}-{step}", "mode"
 class TaskKind:
     """What ``--task NAME`` selects: the task class, the default data and the monitored metric."""
 
-    task: type[L.LightningModule]
+    task: type[DynamicTask]
     data: str
     monitor: str
 
@@ -94,9 +94,7 @@ def split_training(training: Mapping[str, Any]) -> tuple[dict[str, Any], dict[st
     """
     unknown = sorted(set(training) - training_keys())
     if unknown:
-        raise ValueError(
-            f"training: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(training_keys()))}"
-        )
+        raise ValueError(f"training: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(training_keys()))}")
     given = {key: value for key, value in training.items() if value is not None}
     threads = given.get("threads", 1)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -128,9 +126,10 @@ def make_data(data: Mapping[str, Any]) -> L.LightningDataModule:
     return data_class(data["class"])(**(data.get("init_args") or {}))
 
 
-def make_task(params: Mapping[str, Any], data: L.LightningDataModule, **task_args: Any) -> ClassificationTask:
+def make_task(params: Mapping[str, Any], data: Any, **task_args: Any) -> ClassificationTask:
     """The trial's ClassificationTask: the ``model``, ``spec`` and ``small_input`` of ``params``,
-    sized for ``data``. The sweep counts a trial's cost on this task too, so the two agree."""
+    sized for ``data`` (its ``num_classes``, ``in_channels`` and ``image_size``, which every data
+    module of :mod:`dynsweep.data` has). The sweep counts a trial's cost on this task too."""
     return ClassificationTask(
         params["model"],
         params["spec"],
