@@ -81,6 +81,7 @@ def test_child_environment_drops_cluster_and_launcher_variables():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", int(port)))  # free: the trial's rank 0 can listen on it
     assert child_environment(inherited)["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"  # not given: inherited
+    assert child_environment(inherited, visible_devices="1,3")["CUDA_VISIBLE_DEVICES"] == "1,3"
     with pytest.raises(ValueError, match="devices_per_trial must be >= 1"):
         launch(Path("unused"), devices_per_trial=0)
 

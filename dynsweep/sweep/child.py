@@ -67,12 +67,12 @@ def free_port() -> int:
 
 
 def child_environment(
-    environ: Mapping[str, str] | None = None, visible_devices: Sequence[int | str] | None = None
+    environ: Mapping[str, str] | None = None, visible_devices: str | Sequence[int | str] | None = None
 ) -> dict[str, str]:
     """The trial's own environment: ``environ`` (default ``os.environ``) without the variables of
     SLURM, torchrun and jsrun, with a free ``MASTER_PORT`` on 127.0.0.1 (two DDP trials on one host
     do not collide), this process as the trial's :data:`PARENT_PID` and, when given,
-    ``CUDA_VISIBLE_DEVICES``."""
+    ``CUDA_VISIBLE_DEVICES`` (``"2,3"`` or ``[2, 3]``)."""
     environ = os.environ if environ is None else environ
     env = {
         key: value
@@ -80,14 +80,16 @@ def child_environment(
         if not key.startswith(INHERITED_LAUNCHERS) and key not in INHERITED_RANKS
     }
     env["MASTER_ADDR"], env["MASTER_PORT"] = "127.0.0.1", str(free_port())
-    if visible_devices is not None:
+    if isinstance(visible_devices, str):
+        env["CUDA_VISIBLE_DEVICES"] = visible_devices
+    elif visible_devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(device) for device in visible_devices)
     env[PARENT_PID] = str(os.getpid())
     return env
 
 
 def launch(
-    trial_dir: Path, devices_per_trial: int = 1, visible_devices: Sequence[int | str] | None = None
+    trial_dir: Path, devices_per_trial: int = 1, visible_devices: str | Sequence[int | str] | None = None
 ) -> subprocess.Popen:
     """Start the child training the trial of ``trial_dir`` (its ``params.json``) on
     ``devices_per_trial`` devices (DDP when more than one), its output in ``child.log``."""
