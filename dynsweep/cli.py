@@ -440,9 +440,8 @@ class SweepReplay(SweepCommand):
         add_study_location(parser, spec=True)
 
     def take_action(self, args: argparse.Namespace) -> int:
-        import subprocess
-
         from dynsweep.sweep import load_study
+        from dynsweep.sweep.child import launch
         from dynsweep.sweep.record import TrialRecord
 
         study, _ = load_study(*study_location(args))
@@ -454,8 +453,8 @@ class SweepReplay(SweepCommand):
         out = Path(args.runs_dir) / study.study_name / f"replay_{trial.number:04d}_{int(time.time())}"
         out.mkdir(parents=True)
         (out / "params.json").write_text(json.dumps(record.child_params, indent=2))
-        print(f"replaying trial {trial.number} (seed {record.seed}) in {out}")
-        code = subprocess.call([sys.executable, "-m", "dynsweep.sweep.child", str(out)])
+        print(f"replaying trial {trial.number} (seed {record.seed}) in {out} (its log: child.log)")
+        code = launch(out).wait()
         metrics = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
         if code != 0:
             raise CommandError(f"replay failed: {metrics.get('error', f'exit status {code}')}")

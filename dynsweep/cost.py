@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import nn
-from torch.nn.modules.conv import _ConvNd
 
+from dynsweep import compat
 from dynsweep.nn import CoefficientPredictor, DynamicConv2d
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ def count(model: nn.Module, input_size: Sequence[int], *, training: bool = False
                 continue
             seen_modules.add(id(child))
             row.params += own_params(child)
-            if row.kind == "predictor" and isinstance(child, (_ConvNd, nn.Linear)):
+            if row.kind == "predictor" and isinstance(child, (compat.conv_base(), nn.Linear)):
                 hooked.append((child, _predictor_layer_hook(row)))
             claim(child, child_name, row)
 
@@ -201,7 +201,7 @@ def count(model: nn.Module, input_size: Sequence[int], *, training: bool = False
             rows.extend((conv, fusion))
             hooked.append((module, _dynamic_hook(conv, fusion, training)))
             claim(module, name, conv)
-        elif isinstance(module, (_ConvNd, nn.Linear)):
+        elif isinstance(module, (compat.conv_base(), nn.Linear)):
             row = ModuleCost(name, type_name, "static", params=own_params(module))
             rows.append(row)
             hooked.append((module, _static_hook(row)))

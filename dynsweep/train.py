@@ -27,6 +27,7 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from dynsweep.errors import DynsweepError
 from dynsweep.tasks.recipe import (
     CHECKPOINT_DEFAULTS,
     TASKS,
@@ -125,7 +126,7 @@ def split_task(argv: Sequence[str]) -> tuple[str, list[str]]:
     return task, rest
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(DynsweepError, ValueError):
     """A class of the configuration could not be made (a data root that does not exist, say)."""
 
 

@@ -260,7 +260,8 @@ def test_ddp_two_cpu_processes_sync_the_validation_metric(tmp_path: Path) -> Non
 def test_default_loggers_csv_always_tensorboard_when_installed(tmp_path: Path) -> None:
     from lightning.pytorch.loggers import CSVLogger
 
-    from dynsweep.tasks.recipe import default_loggers, tensorboard_available
+    from dynsweep.compat import tensorboard_available
+    from dynsweep.tasks.recipe import default_loggers
 
     loggers = default_loggers(str(tmp_path))
     assert isinstance(loggers[0], CSVLogger)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
+from dynsweep.errors import DynsweepError
 
-class DatasetNotFoundError(FileNotFoundError):
+
+class DatasetNotFoundError(DynsweepError, FileNotFoundError):
     """A dataset root, folder or file that is not there."""
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(DynsweepError, ValueError):
     """Files that are there but are not in the format the loader reads."""
 
 

@@ -33,7 +33,7 @@ def check_sweep(config: SweepConfig, runs_dir: Path) -> None:
 
 
 def check_data(config: SweepConfig) -> Any:
-    from dynsweep.sweep.child import make_data
+    from dynsweep.tasks.recipe import make_data
 
     try:
         return make_data(config.data)

@@ -106,17 +106,6 @@ def launch(
         )
 
 
-def __getattr__(name: str) -> Any:
-    """``make_data`` and ``make_task`` of :mod:`dynsweep.tasks.recipe`, for callers that import
-    them from here. Imported on first use: this module, the trial process's entry point, loads
-    without Lightning, so its watchdog (:func:`exit_with_parent`) starts within a second."""
-    if name in ("make_data", "make_task"):
-        from dynsweep.tasks import recipe
-
-        return getattr(recipe, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def local_rank() -> int:
     """This process's rank in the trial: Lightning starts ranks 1.. with ``LOCAL_RANK`` set, and
     :func:`launch` starts rank 0 without it."""
@@ -193,17 +182,11 @@ def exit_with_parent() -> None:
     The parent is :data:`PARENT_PID` (else the process that started this one); this process
     becomes the parent of the DDP ranks that Lightning starts from it.
     """
-    import threading
+    from dynsweep.sweep import parent
 
-    parent = int(os.environ.get(PARENT_PID) or os.getppid())
+    watched = int(os.environ.get(PARENT_PID) or os.getppid())
     os.environ[PARENT_PID] = str(os.getpid())
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(3)
-
-    threading.Thread(target=watch, daemon=True).start()
+    parent.exit_with_parent(watched)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Collection
 from typing import Any
 
 import yaml
@@ -26,26 +27,6 @@ OBJECTIVES = {"val_acc1": "maximize", "macs": "minimize", "params": "minimize"}
 
 SAMPLERS = ("nsga2", "tpe", "gp", "random")
 
-TRAINING_KEYS = {
-    # Trainer
-    "max_epochs",
-    "max_steps",
-    "limit_train_batches",
-    "limit_val_batches",
-    "accelerator",
-    "threads",
-    # ClassificationTask
-    "optimizer",
-    "lr",
-    "momentum",
-    "nesterov",
-    "weight_decay",
-    "warmup_epochs",
-    "lr_decay",
-    "label_smoothing",
-    "temperature_end",
-    "temperature_epochs",
-}
 TRAINING_DEFAULTS: dict[str, Any] = {"max_epochs": 3, "accelerator": "cpu", "threads": None}
 
 
@@ -265,10 +246,23 @@ def spec_differences(stored: dict[str, Any], given: dict[str, Any], fields: tupl
     return found
 
 
-def _check_keys(where: str, values: dict, allowed: set[str] | tuple[str, ...]) -> None:
+def _check_keys(where: str, values: dict, allowed: Collection[str]) -> None:
     unknown = sorted(set(values) - set(allowed))
     if unknown:
         raise _fail(f"{where}.{unknown[0]}", f"unknown field; allowed: {', '.join(sorted(allowed))}")
+
+
+def _check_training(where: str, training: dict[str, Any]) -> None:
+    """The keys a sweep may set (the task's arguments, the Trainer's and the recipe's: see
+    :func:`dynsweep.tasks.recipe.training_keys`) and the recipe's values."""
+    from dynsweep.tasks.recipe import split_training, training_keys
+
+    _check_keys(where, training, training_keys())
+    try:
+        split_training({k: v for k, v in training.items() if v is not None})
+    except ValueError as error:
+        field_name = str(error).split(":", 1)[0].rsplit(".", 1)[-1]
+        raise _fail(f"{where}.{field_name}", str(error).split(": ", 1)[-1]) from None
 
 
 def _mapping(where: str, value: Any) -> dict:
@@ -346,7 +340,7 @@ def _architecture(where: str, value: Any, spec_fields: set[str]) -> Architecture
     _check_keys(f"{where}.space", space, spec_fields)
     dims = [_dimension(f"{where}.space.{name}", name, dim) for name, dim in space.items()]
     training = _mapping(f"{where}.training", value.get("training") or {})
-    _check_keys(f"{where}.training", training, TRAINING_KEYS)
+    _check_training(f"{where}.training", training)
     repeats = _mapping(f"{where}.repeats", value.get("repeats") or {})
     _check_keys(f"{where}.repeats", repeats, ("seeds",))
     seeds = _positive(f"{where}.repeats.seeds", repeats["seeds"]) if "seeds" in repeats else None
@@ -435,7 +429,7 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
         raise _fail(f"{source}: budget.reuse_duplicates", f"must be true or false, got {reuse_duplicates!r}")
 
     training = {**TRAINING_DEFAULTS, **_mapping(f"{source}: training", raw.get("training") or {})}
-    _check_keys(f"{source}: training", training, TRAINING_KEYS)
+    _check_training(f"{source}: training", training)
 
     data = _mapping(f"{source}: data", raw.get("data") or {"class": "EmbeddedDigitsDataModule"})
     _check_keys(f"{source}: data", data, ("class", "init_args"))

@@ -9,14 +9,14 @@ import threading
 import time
 
 
-def exit_with_parent(status: int = 3, poll: float = 1.0) -> None:
-    """End this process (with ``status``, at once) when its parent dies."""
-    parent = os.getppid()
+def exit_with_parent(parent: int | None = None, status: int = 3, poll: float = 1.0) -> None:
+    """End this process (with ``status``, at once) when ``parent`` (default: the process that
+    started this one) is no longer its parent."""
+    parent = os.getppid() if parent is None else parent
 
     def watch() -> None:
-        while True:
+        while os.getppid() == parent:
             time.sleep(poll)
-            if os.getppid() != parent:
-                os._exit(status)
+        os._exit(status)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

@@ -16,10 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +30,7 @@ from optuna.trial import TrialState
 from dynsweep import compat
 from dynsweep.stats import mean_interval
 from dynsweep.sweep import pruning
+from dynsweep.sweep.child import launch
 from dynsweep.sweep.config import SweepConfig
 from dynsweep.sweep.devices import visible_devices
 from dynsweep.sweep.points import holder, untried_points
@@ -72,24 +70,10 @@ def child_params(trial: optuna.Trial, config: SweepConfig, study_name: str) -> d
 
 def measure_cost(params: dict[str, Any]) -> tuple[int, int]:
     """MACs and parameters (dynsweep.cost.count, inference form, batch 1) at the data's size."""
-    from dynsweep.sweep.child import make_data, make_task
+    from dynsweep.tasks.recipe import make_data, make_task
 
     cost = make_task(params, make_data(params["data"])).cost
     return cost.macs, cost.params
-
-
-def launch_child(trial_dir: Path, devices: list[str] | None = None) -> subprocess.Popen:
-    """Start the training process of ``trial_dir``, on ``devices`` (``CUDA_VISIBLE_DEVICES``) if given."""
-    log = (trial_dir / "child.log").open("w")
-    env = dict(os.environ)
-    if devices is not None:
-        env["CUDA_VISIBLE_DEVICES"] = visible_devices(devices)
-    return subprocess.Popen(
-        [sys.executable, "-m", "dynsweep.sweep.child", str(trial_dir)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
 
 
 def read_progress(trial_dir: Path) -> list[dict[str, Any]]:
@@ -322,7 +306,7 @@ def train_seed(
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "params.json").write_text(json.dumps(params, indent=2))
     max_epochs = params["training"].get("max_epochs")
-    child = launch_child(directory, devices)
+    child = launch(directory, len(devices) if devices else 1, visible_devices(devices) if devices else None)
     seen = 0
     stopped = False
     try:

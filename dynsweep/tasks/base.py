@@ -21,8 +21,10 @@ import torch
 from torchmetrics import MetricCollection
 
 import dynsweep
+from dynsweep import models
 from dynsweep.cost import CostReport, count
-from dynsweep.models import DynamicSpec, default_spec
+from dynsweep.errors import DynsweepError
+from dynsweep.models import DynamicSpec
 from dynsweep.tasks.callbacks import (
     NonFiniteGuard,
     TemperatureAnnealing,
@@ -37,17 +39,13 @@ CHECKPOINT_KEY = "dynsweep"
 SMALL_INPUT_MAX = 64  # small_input=True stems keep full resolution: meant for 28-64 px images
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(DynsweepError, ValueError):
     """A checkpoint holds another architecture (or task) than the one loading it."""
 
 
 def resolve_spec(model: str, spec: Mapping[str, Any] | DynamicSpec | None) -> dict[str, Any]:
     """The full spec ``build_model(model, spec)`` uses, as a plain dict (every field present)."""
-    if isinstance(spec, DynamicSpec):
-        return spec.to_dict()
-    if spec is not None and not isinstance(spec, Mapping):
-        raise ValueError(f"spec must be a dict, a DynamicSpec or None, got {type(spec).__name__}")
-    return DynamicSpec.from_dict(dict(spec or {}), base=default_spec(model)).to_dict()
+    return models.resolve_spec(model, spec).to_dict()
 
 
 def image_pair(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:

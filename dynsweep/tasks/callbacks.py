@@ -23,6 +23,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
+from dynsweep.errors import DynsweepError
 from dynsweep.nn import CoefficientPredictor
 
 
@@ -84,7 +85,7 @@ class TemperatureAnnealing(L.Callback):
         self.set_temperature(self.temperature(self.progress(trainer, batch_idx)))
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(DynsweepError, RuntimeError):
     """Training met a NaN or infinite loss, or was about to save NaN or infinite weights."""
 
 

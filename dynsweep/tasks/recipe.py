@@ -30,6 +30,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
+from dynsweep import compat
 from dynsweep.tasks.base import DynamicTask, image_pair
 from dynsweep.tasks.classification import ClassificationTask
 from dynsweep.tasks.segmentation import SegmentationTask
@@ -142,17 +143,10 @@ def make_task(params: Mapping[str, Any], data: Any, **task_args: Any) -> Classif
 
 
 # ---------------------------------------------------------------------- the Trainer
-def tensorboard_available() -> bool:
-    # Private to Lightning: the flags its TensorBoardLogger itself checks.
-    from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE, _TENSORBOARDX_AVAILABLE
-
-    return bool(_TENSORBOARD_AVAILABLE or _TENSORBOARDX_AVAILABLE)
-
-
 def default_loggers(root_dir: str | Path) -> list[Logger]:
     """CSV always; TensorBoard as well when installed, in the same ``lightning_logs/version_N``."""
     loggers: list[Logger] = [CSVLogger(str(root_dir), name="lightning_logs")]
-    if tensorboard_available():
+    if compat.tensorboard_available():
         from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(str(root_dir), name="lightning_logs", version=loggers[0].version))
