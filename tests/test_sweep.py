@@ -582,3 +582,27 @@ def test_devices_pin_one_group_per_worker(tmp_path):
         assert f"CUDA_VISIBLE_DEVICES={TrialRecord.of(t).devices[0]}" in seen
     refused = dynsweep("run", str(write(tmp_path, spec)), "--storage", url, "--devices", "0,1,2", "--devices-per-trial", "2", cwd=tmp_path)
     assert refused.returncode == 2 and "do not divide into groups" in refused.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(480)
+def test_a_trial_on_two_devices_trains_under_ddp_and_reports_the_whole_validation_set(tmp_path):
+    """``--devices 0,1 --devices-per-trial 2`` with the CPU accelerator: one worker, its trial on
+    two gloo processes; the value told to the study equals one process's evaluation of the best
+    checkpoint on all 500 validation digits (batches of 50: no rank's sampler pads)."""
+    from dynsweep.checkpoints import load_task
+    from dynsweep.tasks.recipe import evaluate, make_data
+
+    spec = tiny_spec("ddp", budget={"n_trials": 1}, data={"class": "EmbeddedDigitsDataModule", "init_args": {"batch_size": 50}})
+    del spec["training"]["limit_val_batches"]
+    url = f"sqlite:///{tmp_path / 'ddp.db'}"
+    done = dynsweep("run", str(write(tmp_path, spec)), "--storage", url, "--devices", "0,1", "--devices-per-trial", "2", cwd=tmp_path, timeout=450)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (trial,) = optuna.load_study(study_name="ddp", storage=url).trials
+    record = TrialRecord.of(trial)
+    assert trial.state == TrialState.COMPLETE and record.devices == ["0", "1"]
+    log = (Path(record.dir) / "child.log").read_text()
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in log  # Lightning's own line: two processes trained
+    (best,) = (Path(record.dir) / "checkpoints").glob("best-*.ckpt")
+    whole = evaluate(load_task(best), make_data(record.child_params["data"]))
+    assert trial.values[0] == pytest.approx(whole["val_acc1"], abs=1e-6)
