@@ -3,6 +3,8 @@ lent GPU's minutes are not spent on their bugs; the timing sections run only in 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from benchmarks import gpu_models_check
@@ -17,3 +19,16 @@ def test_gpu_models_check_dry_run_passes_on_cpu(capsys: pytest.CaptureFixture[st
     assert sum(line.startswith("[single]") for line in lines) == 33
     assert sum(line.startswith("[fold]") for line in lines) == 4
     assert "done: 0 failed check(s)" in output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(480)
+def test_gpu_sweep_check_dry_run_sweeps_on_cpu(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    """The GPU sweep check's plumbing (specs, --devices 0, the study read back) on the CPU."""
+    from benchmarks import gpu_sweep_check
+
+    status = gpu_sweep_check.main(["--accelerator", "cpu", "--quick", "--no-compile", "--trials", "1", "--out", str(tmp_path)])
+    output = capsys.readouterr().out
+    assert status == 0, output
+    rows = json.loads((tmp_path / "gpu_sweep_check.json").read_text())
+    assert [(row["space"], row["compile"], row["complete"]) for row in rows] == [("resnet18", False, 1), ("dy_resnet18", False, 1)]
