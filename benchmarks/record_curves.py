@@ -6,9 +6,11 @@ presets and baselines) for ``--epochs`` epochs with each of ``--seeds`` seeds, o
 version of the embedded digits (``--train-per-class`` training digits per class, the same 500
 validation digits), through the sweep's own trial child (``python -m dynsweep.sweep.child``). It
 writes one JSON table (``benchmarks/curves_quickstart.json``): per point its MACs, parameters
-and, per seed, the validation accuracy and the seconds of every epoch. :mod:`benchmarks.simulate`
+and, per seed, the validation accuracy and the seconds of every epoch; a point the model cannot
+build (the sweep fails such a trial) has ``error`` instead. :mod:`benchmarks.simulate`
 replays searches against it with no training, as Syne Tune's blackbox repository and the
-NAS-Bench tables do.
+NAS-Bench tables do. Each run trains with the trial child's code, in this process by default
+(``--child-process``: a child per run, as the sweep; same training, plus its imports each time).
 
 Resumable: finished (point, seed) runs are kept in the table (written after each run) and in
 ``--work-dir``, and skipped. Run it alone, in the background, under ``nice``: its epoch times are
@@ -73,31 +75,41 @@ def child_params(config: SweepConfig, point: dict[str, Any], training: dict[str,
     }
 
 
-def train_once(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """Train one (point, seed) in the trial child; its per-epoch accuracy and seconds."""
+def train_once(params: dict[str, Any], run_dir: Path, in_process: bool) -> dict[str, Any]:
+    """Train one (point, seed) with the trial child's code; its per-epoch accuracy and seconds.
+
+    ``in_process`` calls :func:`dynsweep.sweep.child.train` here (the same training, without a
+    new interpreter's imports per run); otherwise ``python -m dynsweep.sweep.child`` runs it.
+    """
     if run_dir.exists():
         shutil.rmtree(run_dir)  # an unfinished run starts over
     run_dir.mkdir(parents=True)
     (run_dir / "params.json").write_text(json.dumps(params, indent=2))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     start = time.time()
-    with (run_dir / "child.log").open("w") as log:
-        code = subprocess.call([sys.executable, "-m", "dynsweep.sweep.child", str(run_dir)], stdout=log, stderr=subprocess.STDOUT, env=env)
-    if code != 0:
-        raise RuntimeError(f"{run_dir}: the child exited with status {code}; see {run_dir / 'child.log'}")
+    if in_process:
+        from dynsweep.sweep.child import train
+
+        train(run_dir, params)
+    else:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        with (run_dir / "child.log").open("w") as log:
+            code = subprocess.call([sys.executable, "-m", "dynsweep.sweep.child", str(run_dir)], stdout=log, stderr=subprocess.STDOUT, env=env)
+        if code != 0:
+            raise RuntimeError(f"{run_dir}: the child exited with status {code}; see {run_dir / 'child.log'}")
     progress = read_progress(run_dir)
     stamps = [start] + [p["time"] for p in progress]
     run = {
         "val_acc1": [round(p["val_acc1"], 4) for p in progress],
         "epoch_seconds": [round(b - a, 3) for a, b in zip(stamps, stamps[1:])],
     }
-    # The first interval also holds the child's start (imports, data, model); counted apart, as
-    # the median of the other epochs stands for the first one's training.
+    # The first interval also holds the start (data, model; a child's imports too); counted apart,
+    # as the median of the other epochs stands for the first one's training.
     steady = sorted(run["epoch_seconds"][1:])
     if steady:
         first = steady[len(steady) // 2]
         run["startup_seconds"] = round(max(0.0, run["epoch_seconds"][0] - first), 3)
         run["epoch_seconds"][0] = first
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # what the table keeps is enough
     return run
 
 
@@ -115,8 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-per-class", type=int, default=30, help="training digits per class")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--only", nargs="*", default=None, help="record only these point keys (a probe)")
+    parser.add_argument("--child-process", action="store_true", help="a new trial child process per run, as the sweep")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported (by the first cost count)
     config = load_config(args.spec)
     training = {**config.training, "max_epochs": args.epochs, "threads": 1}
     training.pop("limit_train_batches", None)  # the whole (small) training set each epoch
@@ -136,14 +150,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(points)} points x {args.seeds} seeds, {args.epochs} epochs, {args.train_per_class} digits a class", flush=True)
     for seed, point in itertools.product(range(args.seeds), points):  # every point once before any twice
         entry = table["points"].setdefault(point["key"], {"model": point["model"], "preset": point["preset"], "spec": point["spec"], "runs": {}})
-        if str(seed) in entry["runs"]:
+        if str(seed) in entry["runs"] or "error" in entry:
             continue
         params = child_params(config, point, training, data, seed)
         if "macs" not in entry:
-            entry["macs"], entry["params"] = measure_cost(params)
+            try:
+                entry["macs"], entry["params"] = measure_cost(params)
+            except ValueError as error:  # a spec the model cannot build: the sweep fails such a trial
+                entry["error"] = f"{type(error).__name__}: {error}"
+                print(f"{point['key']}: cannot be built ({error})", flush=True)
+                continue
         start = time.time()
         run_dir = args.work_dir / f"{hashlib.sha1(point['key'].encode()).hexdigest()[:10]}_seed{seed}"
-        entry["runs"][str(seed)] = train_once(params, run_dir)
+        entry["runs"][str(seed)] = train_once(params, run_dir, not args.child_process)
         table["recording_seconds"] = round(table["recording_seconds"] + time.time() - start, 1)
         tmp = args.out.with_suffix(".tmp")
         tmp.write_text(json.dumps(table, separators=(",", ":")))

@@ -65,6 +65,7 @@ class CurveTable:
     epochs: int
     recording_seconds: float
     setup: dict[str, Any]
+    infeasible: dict[str, str]  # point id -> why the model cannot be built (the sweep fails such a trial)
     reference: np.ndarray = field(init=False)  # in losses: (-accuracy, MACs)
     true_hypervolume: float = field(init=False)
 
@@ -77,9 +78,12 @@ class CurveTable:
     @classmethod
     def load(cls, path: Path = DEFAULT_TABLE) -> CurveTable:
         raw = json.loads(Path(path).read_text())
-        points, by_id = [], {}
-        seeds = min(len(p["runs"]) for p in raw["points"].values())
+        points, by_id, infeasible = [], {}, {}
+        seeds = min(len(p["runs"]) for p in raw["points"].values() if "error" not in p)
         for key, entry in raw["points"].items():
+            if "error" in entry:
+                infeasible[point_id(entry["model"], entry["preset"], entry["spec"])] = entry["error"]
+                continue
             runs = [entry["runs"][s] for s in sorted(entry["runs"], key=int)[:seeds]]
             by_id[point_id(entry["model"], entry["preset"], entry["spec"])] = len(points)
             points.append(
@@ -91,7 +95,7 @@ class CurveTable:
                 )
             )
         epochs = points[0].curves.shape[1]
-        return cls(points, by_id, epochs, float(raw["recording_seconds"]), raw["setup"])
+        return cls(points, by_id, epochs, float(raw["recording_seconds"]), raw["setup"], infeasible)
 
     def losses(self, indices) -> np.ndarray:
         return np.array([[-self.points[i].value, self.points[i].macs] for i in indices]).reshape(-1, 2)
@@ -206,7 +210,7 @@ def simulate(
     finished: set[int] = set()
     history: list[tuple[float, frozenset[int]]] = []  # (time, points trained to the end so far)
     epochs: list[tuple[float, float]] = []  # every epoch trained: (end time, seconds)
-    counts = {"asked": 0, "pruned": 0, "reused": 0}
+    counts = {"asked": 0, "pruned": 0, "reused": 0, "failed": 0}
     spent = [0.0]
 
     def advance(worker: int, run: _Running, now: float) -> None:
@@ -225,7 +229,13 @@ def simulate(
             trial = study.ask()
             counts["asked"] += 1
             params = child_params(trial, config, study.study_name)
-            index = table.by_id[point_id(params["model"], params["preset"], params["spec"])]
+            identity = point_id(params["model"], params["preset"], params["spec"])
+            if identity in table.infeasible:  # the sweep's cost count raises: FAIL, nothing trained
+                trial.set_user_attr("fail_reason", table.infeasible[identity])
+                study.tell(trial, state=TrialState.FAIL)
+                counts["failed"] += 1
+                continue
+            index = table.by_id[identity]
             trial.set_user_attr("seed", params["seed"])
             trial.set_user_attr("macs", table.points[index].macs)
             twin = finished_twin(study, params) if config.reuse_duplicates else None

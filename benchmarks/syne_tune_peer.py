@@ -57,7 +57,8 @@ def blackbox_of(table: CurveTable):
 
 
 def sweep_proposals(table: CurveTable, config: SweepConfig, rng: np.random.Generator):
-    """The points the sweep's space proposes at random, warm starts first (as the sweep asks them)."""
+    """The points the sweep's space proposes at random, warm starts first (as the sweep asks them),
+    less those the model cannot build (the sweep fails them at no compute)."""
     from dynsweep.models import get_model_entry
     from dynsweep.sweep.space import preset_spec
 
@@ -70,7 +71,9 @@ def sweep_proposals(table: CurveTable, config: SweepConfig, rng: np.random.Gener
         spec = dict(arch.base)
         for dim in arch.space:
             spec[dim.name] = dim.choices[rng.integers(len(dim.choices))]
-        yield table.points[table.by_id[point_id(arch.model, None, spec)]].key
+        identity = point_id(arch.model, None, spec)
+        if identity not in table.infeasible:  # a point the model cannot build is not proposed
+            yield table.points[table.by_id[identity]].key
 
 
 def ranked_priority_class():

@@ -28,7 +28,8 @@ def config():
 
 @pytest.fixture(scope="module")
 def table(config, tmp_path_factory) -> CurveTable:
-    """Every quickstart point with two seeds of made-up curves; point i trains i + 1 seconds an epoch."""
+    """Every quickstart point with two seeds of made-up curves; point i trains i + 1 seconds an
+    epoch; the six with all stages dynamic and two bases cannot be built."""
     rng = np.random.default_rng(0)
     points = {}
     for i, point in enumerate(enumerate_points(config)):
@@ -41,6 +42,8 @@ def table(config, tmp_path_factory) -> CurveTable:
             for seed in range(2)
         }
         points[point["key"]] = {**point, "macs": 1e6 * (1 + (i * 7) % 36), "params": 1, "runs": runs}
+        if 'stages="all"|num_bases=2' in point["key"]:  # as reduction 8 at width 0.125: cannot be built
+            points[point["key"]] = {**point, "error": "ValueError: cannot be built"}
     path = tmp_path_factory.mktemp("curves") / "table.json"
     path.write_text(json.dumps({"setup": {}, "recording_seconds": 0.0, "points": points}))
     return CurveTable.load(path)
@@ -70,6 +73,13 @@ def _point_id(trial) -> str:
 
     params = trial.user_attrs["child_params"]
     return point_id(params["model"], params["preset"], params["spec"])
+
+
+def test_a_point_that_cannot_be_built_fails_its_trial_at_no_compute(table, config):
+    run = simulate(table, config, Method("random", lambda s: optuna.samplers.RandomSampler(seed=s), n_trials=30), 0)
+    failed = [t for t in run.study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(table.infeasible) == 6 and len(failed) > 0
+    assert all(t.user_attrs["fail_reason"] == "ValueError: cannot be built" and "curve" not in t.user_attrs for t in failed)
 
 
 def test_compute_does_not_depend_on_the_number_of_workers_when_nothing_stops(table, config):
