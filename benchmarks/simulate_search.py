@@ -8,13 +8,16 @@ storage, the sweep's reuse of a finished twin's result, the curve stored in the 
 attributes after each epoch, and the same early-stopping calls the trial loop makes
 (:func:`dynsweep.sweep.moasha.should_continue` / :func:`~dynsweep.sweep.moasha.tell_stopped`,
 or the dominance rule of :mod:`dynsweep.sweep.pruning`). ``workers`` run trials side by side
-on a simulated clock: an epoch of a point lasts its recorded seconds (the median over its
-recorded epochs and seeds: the recording machine was shared, single epochs are noisy).
+on a simulated clock: an epoch of a point lasts its recorded seconds (per seed the median over
+its epochs, then the least over seeds: the recording machine was shared, so epochs measured
+while other work ran are slower than the model's own cost).
 
 Compute is the sum of the epoch-seconds trained (it does not depend on the number of workers);
 quality is the hypervolume regret of the points trained to the end, each valued at its
-seed-averaged best accuracy, against the table's true front (reference point: the lowest of
-those accuracies, the highest MACs), as a fraction of the true front's hypervolume.
+seed-averaged best accuracy, against the table's true front, as a fraction of the true front's
+hypervolume. The reference point is the true front's nadir (its lowest accuracy, its highest
+MACs) widened by a tenth of the front's range: the lowest accuracy of the whole table (``lowest``)
+lies so far below the front that its cheapest point alone holds nearly all the hypervolume.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna._hypervolume import compute_hypervolume  # private: Optuna's exact hypervolume
+from optuna.study._multi_objective import _is_pareto_front  # private: Optuna's non-dominated filter
 from optuna.trial import TrialState
 
 from dynsweep.sweep import moasha, pruning
@@ -50,7 +54,7 @@ class Point:
     key: str
     macs: float
     curves: np.ndarray  # [seeds, epochs] validation accuracy
-    epoch_seconds: float  # median over the recorded epochs and seeds
+    epoch_seconds: float  # the least over seeds of the median over epochs (the machine was shared)
 
     @property
     def value(self) -> float:
@@ -66,17 +70,25 @@ class CurveTable:
     recording_seconds: float
     setup: dict[str, Any]
     infeasible: dict[str, str]  # point id -> why the model cannot be built (the sweep fails such a trial)
+    reference_rule: str = "front"
     reference: np.ndarray = field(init=False)  # in losses: (-accuracy, MACs)
     true_hypervolume: float = field(init=False)
 
     def __post_init__(self) -> None:
         losses = self.losses(range(len(self.points)))
-        self.reference = np.array([losses[:, 0].max(), losses[:, 1].max()])
+        front = losses[_is_pareto_front(losses, assume_unique_lexsorted=False)]
+        if self.reference_rule == "lowest":  # the lowest accuracy and the highest MACs recorded
+            self.reference = losses.max(axis=0)
+        elif self.reference_rule == "front":  # the true front's nadir, widened by a tenth of its range
+            self.reference = front.max(axis=0) + 0.1 * (front.max(axis=0) - front.min(axis=0))
+        else:
+            raise ValueError(f"reference: must be 'front' or 'lowest', got {self.reference_rule!r}")
+        self.front = sorted(i for i in range(len(self.points)) if any((losses[i] == f).all() for f in front))
         self.true_hypervolume = self.hypervolume(range(len(self.points)))
         self._cache: dict[frozenset[int], float] = {}
 
     @classmethod
-    def load(cls, path: Path = DEFAULT_TABLE) -> CurveTable:
+    def load(cls, path: Path = DEFAULT_TABLE, reference: str = "front") -> CurveTable:
         raw = json.loads(Path(path).read_text())
         points, by_id, infeasible = [], {}, {}
         seeds = min(len(p["runs"]) for p in raw["points"].values() if "error" not in p)
@@ -91,11 +103,11 @@ class CurveTable:
                     key,
                     float(entry["macs"]),
                     np.array([r["val_acc1"] for r in runs]),
-                    float(np.median([s for r in runs for s in r["epoch_seconds"]])),
+                    float(min(np.median(r["epoch_seconds"]) for r in runs)),
                 )
             )
         epochs = points[0].curves.shape[1]
-        return cls(points, by_id, epochs, float(raw["recording_seconds"]), raw["setup"], infeasible)
+        return cls(points, by_id, epochs, float(raw["recording_seconds"]), raw["setup"], infeasible, reference)
 
     def losses(self, indices) -> np.ndarray:
         return np.array([[-self.points[i].value, self.points[i].macs] for i in indices]).reshape(-1, 2)
@@ -143,6 +155,7 @@ class Run:
     pruned: int
     reused: int
     total_compute: float
+    infeasible: int = 0
     study: optuna.Study | None = field(default=None, repr=False)
 
     def regret_at(self, compute: float) -> float:
@@ -197,9 +210,17 @@ def simulate(
     workers: int = 1,
     budget: float = float("inf"),
     max_trials: int = 400,
+    infeasible: str = "fail",
 ) -> Run:
     """One search of ``method`` on ``table``: trials are asked until ``budget`` epoch-seconds are
-    spent (or the method's trial budget, or ``max_trials``); those running then run to their end."""
+    spent (or the method's trial budget, or ``max_trials``); those running then run to their end.
+
+    ``infeasible``: how a trial at a point the model cannot build is told: ``"fail"``, as the
+    sweep does (a sampler ignores it, TPE proposes it again and again), or ``"prune"``, as the
+    sweep tells a trial over a constraint (TPE counts it among the bad ones).
+    """
+    if infeasible not in ("fail", "prune"):
+        raise ValueError(f"infeasible: must be 'fail' or 'prune', got {infeasible!r}")
     rng = np.random.default_rng(seed)
     study = new_study(config, method.sampler(seed))
     n_trials = method.n_trials or max_trials
@@ -230,9 +251,13 @@ def simulate(
             counts["asked"] += 1
             params = child_params(trial, config, study.study_name)
             identity = point_id(params["model"], params["preset"], params["spec"])
-            if identity in table.infeasible:  # the sweep's cost count raises: FAIL, nothing trained
-                trial.set_user_attr("fail_reason", table.infeasible[identity])
-                study.tell(trial, state=TrialState.FAIL)
+            if identity in table.infeasible:  # the sweep's cost count raises: nothing is trained
+                if infeasible == "fail":  # as the sweep tells it: samplers ignore FAIL trials
+                    trial.set_user_attr("fail_reason", table.infeasible[identity])
+                    study.tell(trial, state=TrialState.FAIL)
+                else:  # as the sweep tells a trial over a constraint: samplers see it
+                    trial.set_user_attr("infeasible", table.infeasible[identity])
+                    study.tell(trial, state=TrialState.PRUNED)
                 counts["failed"] += 1
                 continue
             index = table.by_id[identity]
@@ -307,4 +332,6 @@ def _record(table, method, seed, workers, history, epochs, counts) -> Run:
         regret.append(table.regret(points))
         wall.append(now)
     total = float(spent[-1]) if len(spent) else 0.0
-    return Run(method.name, seed, workers, compute, regret, wall, counts["asked"], counts["pruned"], counts["reused"], total)
+    return Run(
+        method.name, seed, workers, compute, regret, wall, counts["asked"], counts["pruned"], counts["reused"], total, counts["failed"]
+    )

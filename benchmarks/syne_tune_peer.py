@@ -20,6 +20,8 @@ Needs ``pip install 'dynsweep[bench]'`` (``syne-tune``); not used by ``make test
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import tempfile
@@ -166,7 +168,8 @@ def simulate_syne_tune(
             save_tuner=False,
             tuner_name=f"dynsweep-peer-{seed}",
         )
-        tuner.run()
+        with contextlib.redirect_stdout(io.StringIO()):  # its progress tables
+            tuner.run()
     return _record(table, rows, "syne_tune_moasha_ranked" if ranked else "syne_tune_moasha", seed, workers)
 
 

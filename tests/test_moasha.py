@@ -59,9 +59,9 @@ def test_a_bad_schedule_names_the_field(fields, message):
     assert str(error.value) == message
 
 
-def test_the_quota_is_the_top_third_and_never_zero():
-    assert [quota(n, 3) for n in range(1, 11)] == [1, 1, 1, 1, 1, 2, 2, 2, 3, 3]
-    assert [quota(n, 2) for n in range(1, 7)] == [1, 1, 1, 2, 2, 3]
+def test_the_quota_is_the_top_third_rounded_up():
+    assert [quota(n, 3) for n in range(1, 11)] == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
+    assert [quota(n, 2) for n in range(1, 7)] == [1, 1, 2, 2, 3, 3]
 
 
 def test_a_chain_of_dominated_trials_ranks_in_dominance_order():
@@ -189,7 +189,7 @@ def test_two_workers_interleaved_share_the_rungs_exactly():
     assert order(worker_a, 2, 1) == [2, 0, 1]
     assert report(worker_a, t0, [0.6, 0.7, 0.8]).keep  # rung 3: t0 alone (t2 is at epoch 1)
     t3 = start(worker_a, 3.0)
-    assert not report(worker_a, t3, [0.3]).keep  # rung 1: front {t2, t3}, then {t0, t1}; quota 1 of 4
+    assert report(worker_a, t3, [0.3]).keep  # rung 1: front {t2, t3}, then {t0, t1}; 2 of 4 go on
     assert order(worker_b, 3, 1) == [2, 3, 0, 1]
     assert report(worker_b, t2, [0.7, 0.75, 0.85]).keep  # rung 3: t2 (0.85, 4) dominates t0 (0.8, 10)
     assert order(worker_a, 2, 3) == [2, 0]

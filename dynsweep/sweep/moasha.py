@@ -7,8 +7,9 @@ stopped, or still running): by non-dominated sorting of its values there (its be
 accuracy up to that epoch, its costs such as MACs), and within a front by the epsilon-net order
 of Salinas et al. (2021), the tie-break of Schmucker et al.'s MO-ASHA (2021) and of Syne Tune's
 ``NonDominatedPriority``: first the most accurate trial, then each time the trial farthest from
-those already chosen, on objectives scaled to [0, 1] over the rung. It goes on when it is among
-the first ``max(1, n // reduction_factor)`` of the ``n`` trials there. Asynchronous, as ASHA's
+those already chosen, on objectives scaled to [0, 1] over the rung. It goes on when fewer than
+``n / reduction_factor`` of the ``n`` trials there rank ahead of it (the top third, rounded up,
+for a factor of 3). Asynchronous, as ASHA's
 stopping rule (Li et al. 2020): nobody waits for a rung to fill, early arrivals meet fewer rivals.
 
 Each decision is stored in the trial's user attributes (``rung_<epoch>``: its values, kept or
@@ -130,8 +131,10 @@ def rank(values: Sequence[Sequence[float]], directions: Sequence[StudyDirection]
 
 
 def quota(considered: int, reduction_factor: int) -> int:
-    """How many of the ``considered`` trials at a rung go on: the top ``1 / reduction_factor``, at least one."""
-    return max(1, considered // reduction_factor)
+    """How many of the ``considered`` trials at a rung go on: those with fewer than
+    ``considered / reduction_factor`` trials ranked ahead, i.e. the top ``1 / reduction_factor``
+    rounded up (the first trial at a rung always goes on)."""
+    return -(-considered // reduction_factor)
 
 
 def decide(
