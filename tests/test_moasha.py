@@ -170,10 +170,17 @@ def test_the_rung_value_is_the_best_accuracy_up_to_the_rung():
     assert should_continue(study, trial.number, 3, 27, SCHEDULE).values == (0.7, 5.0)
 
 
-def test_two_workers_interleaved_share_the_rungs_exactly():
-    storage = optuna.storages.InMemoryStorage()
-    worker_a = new_study(storage)
-    worker_b = optuna.load_study(study_name=worker_a.study_name, storage=storage)
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_two_workers_interleaved_share_the_rungs_exactly(kind, tmp_path):
+    """Two workers, each with its own Study object (and, on SQLite, its own connection)."""
+    if kind == "memory":
+        storage = optuna.storages.InMemoryStorage()
+        worker_a = new_study(storage)
+        worker_b = optuna.load_study(study_name=worker_a.study_name, storage=storage)
+    else:
+        url = f"sqlite:///{tmp_path / 'study.db'}"
+        worker_a = new_study(optuna.storages.RDBStorage(url))
+        worker_b = optuna.load_study(study_name=worker_a.study_name, storage=optuna.storages.RDBStorage(url))
 
     def order(study: optuna.Study, number: int, epoch: int) -> list[int]:
         return study.trials[number].user_attrs[f"rung_{epoch}"]["order"]
