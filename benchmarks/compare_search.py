@@ -128,6 +128,10 @@ def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
     return float(median), float(q1), float(q3)
 
 
+def median(values: Sequence[float]) -> float:
+    return quartiles(values)[0]
+
+
 def fmt(values: Sequence[float], scale: float = 1.0, digits: int = 3) -> str:
     """``median [q1, q3]``; a compute some runs never reached shows as never."""
     median, q1, q3 = quartiles(values)
@@ -186,12 +190,14 @@ def plot(runs: dict[str, list[Run]], budget: float, unit: float, path: Path) -> 
     grid = np.linspace(0, budget, 300)
     fig, ax = plt.subplots(figsize=(9, 5.5))
     styles = {"moasha": "-", "syne": "-."}
-    for name, group in runs.items():
+    hues = [*range(0, 20, 2), *range(1, 20, 2)]  # tab20's ten hues dark, then light
+    colors = [plt.cm.tab20(i / 20 + 0.01) for i in hues][: len(runs)]
+    for (name, group), color in zip(runs.items(), colors):
         curves = np.array([[r.regret_at(c) for c in grid] for r in group])
         q1, median, q3 = np.percentile(curves, [25, 50, 75], axis=0)
         style = next((v for k, v in styles.items() if name.startswith(k)), "--")
-        (line,) = ax.plot(grid / unit, median, label=name, linestyle=style)
-        ax.fill_between(grid / unit, q1, q3, color=line.get_color(), alpha=0.10)
+        ax.plot(grid / unit, median, label=name, linestyle=style, color=color, linewidth=1.6)
+        ax.fill_between(grid / unit, q1, q3, color=color, alpha=0.06)
     ax.axhline(WITHIN, color="grey", linewidth=0.8, linestyle=":")
     ax.set_yscale("log")
     ax.set_ylim(1e-2, 1.05)
@@ -223,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         help="our MOASHA's schedules as MIN_EPOCHS/REDUCTION_FACTOR; Syne Tune's runs with the first",
     )
     parser.add_argument("--max-trials", type=int, default=200, help="trials asked at most by a compute-budgeted run")
+    parser.add_argument("--methods", nargs="+", help="only these methods (as printed; NSGA-II at full budget always runs)")
     parser.add_argument("--no-syne-tune", action="store_true", help="skip the peer (syne-tune not installed)")
     parser.add_argument("--no-workers-table", action="store_true", help="skip our best MOASHA at 1, 2, 4, 8 workers")
     parser.add_argument("--reference", choices=("front", "lowest"), default="front", help="see simulate_search")
@@ -244,13 +251,14 @@ def main(argv: list[str] | None = None) -> int:
     names = [m.name for m in methods(args.full_trials, args.population, args.schedules)]
     full = names[0]
     first = run_all(setup, [Task(full, s, args.workers, math.inf) for s in seeds], args.jobs)
-    budget = float(np.median([r.total_compute for r in first]))
+    budget = median([r.total_compute for r in first])
     others = names[1:] + ([] if args.no_syne_tune else list(PEERS))
+    others = [n for n in others if not args.methods or n in args.methods]
     done = run_all(setup, [Task(n, s, args.workers, budget) for n in others for s in seeds], args.jobs)
     runs = {full: first}
     for i, name in enumerate(others):
         runs[name] = done[i * args.repeats : (i + 1) * args.repeats]
-    target = float(np.median([r.regret[-1] if r.regret else 1.0 for r in first]))
+    target = median([r.regret[-1] if r.regret else 1.0 for r in first])
     lines = [
         f"{len(table.points)} points ({len(table.infeasible)} more cannot be built), {table.epochs} epochs, "
         f"{table.points[0].curves.shape[0]} seeds; {args.repeats} repeats, {args.workers} workers. "
@@ -262,22 +270,20 @@ def main(argv: list[str] | None = None) -> int:
         main_table(runs, budget, unit, target),
     ]
     ours = [n for n in runs if n.startswith("moasha")]
-    best = min(ours, key=lambda n: np.median([r.compute_to(target) for r in runs[n]])) if ours else None
+    best = min(ours, key=lambda n: median([r.compute_to(target) for r in runs[n]])) if ours else None
     if best:
-        reach = float(np.median([r.compute_to(target) for r in runs[best]]))
+        reach = median([r.compute_to(target) for r in runs[best]])
         lines += [
             "",
             f"Target 1: {best} reaches NSGA-II's final regret {target:.3f} at {reach / unit:.1f} units (median), "
             f"{reach / budget:.2f} of NSGA-II's compute (target: at most 0.33).",
         ]
-        peer = runs.get(PEERS[0])
         for fraction in (1 / 3, 1.0):
-            mine = float(np.median([r.regret_at(fraction * budget) for r in runs[best]]))
-            line = f"Target 2 at {fraction:.2g} x budget: {best} median regret {mine:.3f}"
-            if peer:
-                theirs = float(np.median([r.regret_at(fraction * budget) for r in peer]))
-                line += f", Syne Tune's MOASHA {theirs:.3f}"
-            lines.append(line + f", NSGA-II at full budget (final) {target:.3f}.")
+            line = f"Target 2 at {fraction:.2g} x budget, median regret: " + ", ".join(
+                f"{name} {median([r.regret_at(fraction * budget) for r in runs[name]]):.3f}"
+                for name in [*ours, *(p for p in PEERS if p in runs)]
+            )
+            lines.append(line + f"; NSGA-II at full budget (final) {target:.3f}.")
         if not args.no_workers_table:
             by_workers = {w: run_all(setup, [Task(best, s, w, budget) for s in seeds], args.jobs) for w in (1, 2, 4, 8)}
             lines += ["", f"{best}, 1 to 8 workers (compute does not depend on them; wall-clock does):", ""]
