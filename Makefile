@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install test bench sweep clean
+.PHONY: install test bench bench-search sweep clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,19 @@ BENCH_ENV ?= MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
 
 bench: $(STAMP)
 	$(BENCH_ENV) $(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# Multi-objective searches replayed on the recorded learning curves (benchmarks/curves_quickstart.json),
+# no training: random, NSGA-II, TPE, the dominance rule, Syne Tune's MOASHA and ours (docs/search.md).
+# Needs the bench extra (syne-tune); SEARCH_ARGS e.g. --repeats 5 or --no-syne-tune.
+SEARCH_ARGS ?=
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/pip install -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench-search: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.compare_search $(SEARCH_ARGS)
 
 # The README's main command: the quickstart sweep on the embedded digits, then its Pareto tables
 # and figures (runs/quickstart/pareto/). SWEEP_STORAGE (a URL) serves both steps; SWEEP_ARGS
