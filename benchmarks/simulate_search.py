@@ -4,9 +4,10 @@ The table of :mod:`benchmarks.record_curves` holds, per point of the quickstart'
 seed, the validation accuracy and the seconds of every epoch. :func:`simulate` runs a search on
 it as the sweep runs one: the sweep's own space (``dynsweep.sweep.trial.child_params``, warm
 starts first), a real Optuna sampler through ``study.ask()`` / ``study.tell()`` on an in-memory
-storage, the sweep's reuse of a finished twin's result, the curve stored in the trial's user
-attributes after each epoch, and the same early-stopping calls the trial loop makes
-(:func:`dynsweep.sweep.moasha.should_continue` / :func:`~dynsweep.sweep.moasha.tell_stopped`,
+storage, the sweep's own handling of proposals (a held point is proposed anew, an unbuildable
+point is infeasible, a finished twin's result is reused), the curve stored in the trial's record
+after each epoch, and the same early-stopping calls the trial loop makes
+(:func:`dynsweep.sweep.trial.stops_early`, which calls :func:`dynsweep.sweep.moasha.should_continue`,
 or the dominance rule of :mod:`dynsweep.sweep.pruning`). ``workers`` run trials side by side
 on a simulated clock: an epoch of a point lasts its recorded seconds (per seed the median over
 its epochs, then the least over seeds: the recording machine was shared, so epochs measured
@@ -22,8 +23,10 @@ lies so far below the front that its cheapest point alone holds nearly all the h
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import json
+import random
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,13 +35,16 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna._hypervolume import compute_hypervolume  # private: Optuna's exact hypervolume
-from optuna.study._multi_objective import _is_pareto_front  # private: Optuna's non-dominated filter
 from optuna.trial import TrialState
 
-from dynsweep.sweep import moasha, pruning
-from dynsweep.sweep.config import SweepConfig, load_config
-from dynsweep.sweep.trial import child_params, finished_twin, reuse_result
+from dynsweep import compat
+from dynsweep.sweep import moasha
+from dynsweep.sweep.config import Pruning, SweepConfig, load_config
+from dynsweep.sweep.points import enqueue_untried
+from dynsweep.sweep.record import TrialRecord
+from dynsweep.sweep.study import enqueue_warm_start
+from dynsweep.sweep.trial import child_params, finished_twin, propose_anew, reuse_result, stops_early
+from dynsweep.sweep.worker import MAX_RESAMPLES
 
 DEFAULT_TABLE = Path(__file__).with_name("curves_quickstart.json")
 DEFAULT_SPEC = Path(__file__).resolve().parent.parent / "sweeps" / "quickstart.yaml"
@@ -76,7 +82,7 @@ class CurveTable:
 
     def __post_init__(self) -> None:
         losses = self.losses(range(len(self.points)))
-        front = losses[_is_pareto_front(losses, assume_unique_lexsorted=False)]
+        front = losses[compat.pareto_front_mask(losses)]
         if self.reference_rule == "lowest":  # the lowest accuracy and the highest MACs recorded
             self.reference = losses.max(axis=0)
         elif self.reference_rule == "front":  # the true front's nadir, widened by a tenth of its range
@@ -115,7 +121,7 @@ class CurveTable:
     def hypervolume(self, indices) -> float:
         losses = self.losses(sorted(set(indices)))
         losses = losses[(losses < self.reference).all(axis=1)]
-        return float(compute_hypervolume(losses, self.reference)) if len(losses) else 0.0
+        return float(compat.hypervolume(losses, self.reference)) if len(losses) else 0.0
 
     def regret(self, indices: frozenset[int]) -> float:
         """1 - hypervolume(found) / hypervolume(true front): 0 when the true front was found."""
@@ -190,16 +196,22 @@ def _decision_epochs(method: Method, max_epochs: int) -> list[int]:
 
 def new_study(config: SweepConfig, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
     """An in-memory study as the sweep opens one: objectives named, the warm start enqueued."""
-    from dynsweep.models import get_model_entry
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
         study.set_metric_names(["val_acc1", "macs"])
-    for preset in config.warm_start:  # as dynsweep.sweep.driver.open_study enqueues them
-        entry = get_model_entry(preset)
-        study.enqueue_trial({"arch": entry.baseline or entry.name, "preset": preset})
+    enqueue_warm_start(study, config)
     return study
+
+
+def with_stopping(config: SweepConfig, method: Method) -> SweepConfig:
+    """The spec with the method's early stopping, as a spec's ``pruning:`` block sets it."""
+    rule = {
+        "none": Pruning(),
+        "moasha": Pruning("moasha", method.schedule.min_epochs, method.schedule.reduction_factor),
+        "dominance": Pruning("dominance", min_dominating=method.min_dominating, warmup_epochs=method.warmup_epochs),
+    }[method.stopping]
+    return dataclasses.replace(config, pruning=rule)
 
 
 def simulate(
@@ -210,19 +222,21 @@ def simulate(
     workers: int = 1,
     budget: float = float("inf"),
     max_trials: int = 400,
-    infeasible: str = "fail",
+    infeasible: str = "prune",
 ) -> Run:
     """One search of ``method`` on ``table``: trials are asked until ``budget`` epoch-seconds are
     spent (or the method's trial budget, or ``max_trials``); those running then run to their end.
 
-    ``infeasible``: how a trial at a point the model cannot build is told: ``"fail"``, as the
-    sweep does (a sampler ignores it, TPE proposes it again and again), or ``"prune"``, as the
-    sweep tells a trial over a constraint (TPE counts it among the bad ones).
+    ``infeasible``: how a trial at a point the model cannot build is told: ``"prune"``, as the
+    sweep tells it (infeasible, like a trial over a constraint: samplers see it), or ``"fail"``
+    (samplers ignore it, and TPE proposes it again and again).
     """
     if infeasible not in ("fail", "prune"):
         raise ValueError(f"infeasible: must be 'fail' or 'prune', got {infeasible!r}")
     rng = np.random.default_rng(seed)
+    config = with_stopping(config, method)
     study = new_study(config, method.sampler(seed))
+    proposals = random.Random(seed)
     n_trials = method.n_trials or max_trials
     max_epochs = table.epochs
     stops = _decision_epochs(method, max_epochs)
@@ -231,7 +245,8 @@ def simulate(
     finished: set[int] = set()
     history: list[tuple[float, frozenset[int]]] = []  # (time, points trained to the end so far)
     epochs: list[tuple[float, float]] = []  # every epoch trained: (end time, seconds)
-    counts = {"asked": 0, "pruned": 0, "reused": 0, "failed": 0}
+    counts = {"asked": 0, "pruned": 0, "reused": 0, "failed": 0, "resampled": 0}
+    resampled = [0]  # proposals in a row that repeated a held point, as the sweep's worker counts them
     spent = [0.0]
 
     def advance(worker: int, run: _Running, now: float) -> None:
@@ -245,30 +260,39 @@ def simulate(
         heapq.heappush(clock, (epochs[-1][0], len(epochs), worker))
 
     def start(worker: int, now: float) -> None:
-        """The worker asks for trials until one needs training (a finished twin's result is reused)."""
+        """The worker asks for trials until one needs training, as the sweep's trial loop does: a
+        proposal of a held point is made anew, an unbuildable point is told infeasible, a finished
+        twin's result is reused."""
         while counts["asked"] < n_trials and spent[0] < budget:
             trial = study.ask()
-            counts["asked"] += 1
             params = child_params(trial, config, study.study_name)
+            TrialRecord.write(trial, model=params["model"], seed=params["seed"], preset=params["preset"])
+            if propose_anew(study, trial, config, params, resampled[0] < MAX_RESAMPLES) is not None:
+                counts["resampled"] += 1
+                resampled[0] += 1
+                if resampled[0] >= MAX_RESAMPLES and enqueue_untried(study, config, proposals):
+                    resampled[0] = 0
+                continue
+            resampled[0] = 0
+            counts["asked"] += 1
             identity = point_id(params["model"], params["preset"], params["spec"])
-            if identity in table.infeasible:  # the sweep's cost count raises: nothing is trained
-                if infeasible == "fail":  # as the sweep tells it: samplers ignore FAIL trials
-                    trial.set_user_attr("fail_reason", table.infeasible[identity])
+            if identity in table.infeasible:  # the sweep cannot build it: infeasible, never trained
+                if infeasible == "fail":
+                    TrialRecord.write(trial, fail_reason=table.infeasible[identity])
                     study.tell(trial, state=TrialState.FAIL)
-                else:  # as the sweep tells a trial over a constraint: samplers see it
-                    trial.set_user_attr("infeasible", table.infeasible[identity])
+                else:
+                    TrialRecord.write(trial, infeasible=table.infeasible[identity])
                     study.tell(trial, state=TrialState.PRUNED)
                 counts["failed"] += 1
                 continue
             index = table.by_id[identity]
-            trial.set_user_attr("seed", params["seed"])
-            trial.set_user_attr("macs", table.points[index].macs)
-            twin = finished_twin(study, params) if config.reuse_duplicates else None
+            TrialRecord.write(trial, macs=table.points[index].macs)
+            twin = finished_twin(study, params) if config.budget.reuse_duplicates else None
             if twin is not None:
                 reuse_result(study, trial, twin, params, Path("/nonexistent"), 0.0, lambda _: None)
                 counts["reused"] += 1
                 continue
-            trial.set_user_attr("child_params", params)
+            TrialRecord.write(trial, child_params=params)
             run = _Running(trial, index, int(rng.integers(table.points[index].curves.shape[0])))
             running[worker] = run
             advance(worker, run, now)
@@ -281,12 +305,13 @@ def simulate(
         run = running.pop(worker)
         point = table.points[run.point]
         curve = [float(a) for a in point.curves[run.seed, : run.epochs_done]]
-        run.trial.set_user_attr("curve", curve)
+        TrialRecord.write(run.trial, curve=curve)
         if run.epochs_done == max_epochs:
             study.tell(run.trial, [max(curve), point.macs])
             finished.add(run.point)
             history.append((now, frozenset(finished)))
-        elif _stops(study, method, run, curve, point.macs, max_epochs):
+        elif stops_early(study, run.trial, config, run.epochs_done, curve[-1], point.macs, max_epochs):
+            study.tell(run.trial, state=TrialState.PRUNED)
             counts["pruned"] += 1
         else:
             running[worker] = run
@@ -296,28 +321,6 @@ def simulate(
     run = _record(table, method, seed, workers, history, epochs, counts)
     run.study = study
     return run
-
-
-def _stops(study: optuna.Study, method: Method, run: _Running, curve: list[float], macs: float, max_epochs: int) -> bool:
-    """The trial loop's stopping call after an epoch; a stopped trial is told PRUNED as the loop tells it."""
-    if method.stopping == "moasha":
-        decision = moasha.should_continue(study, run.trial.number, run.epochs_done, max_epochs, method.schedule)
-        if not decision.keep:
-            moasha.tell_stopped(study, run.trial, decision)
-        return not decision.keep
-    if method.stopping == "dominance" and pruning.should_stop(
-        study.get_trials(deepcopy=False),
-        run.trial.number,
-        run.epochs_done - 1,  # the rule's epochs count from 0
-        curve[-1],
-        macs,
-        method.min_dominating,
-        method.warmup_epochs,
-    ):
-        run.trial.set_user_attr("stopped_at_epoch", len(curve))
-        study.tell(run.trial, state=TrialState.PRUNED)
-        return True
-    return False
 
 
 def _record(table, method, seed, workers, history, epochs, counts) -> Run:

@@ -22,6 +22,13 @@ def pareto_front_mask(losses: np.ndarray) -> np.ndarray:
     return _is_pareto_front(losses, assume_unique_lexsorted=False)
 
 
+def non_domination_rank(losses: np.ndarray) -> np.ndarray:
+    """Optuna's fast non-dominated sort: each row's front (0 is the Pareto front) of minimised ``losses``."""
+    from optuna.study._multi_objective import _fast_non_domination_rank
+
+    return _fast_non_domination_rank(losses)
+
+
 def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
     """Optuna's exact hypervolume (behind ``plot_hypervolume_history``) of minimised ``points``."""
     from optuna._hypervolume import compute_hypervolume

@@ -24,6 +24,11 @@ def test_pareto_front_mask_is_best_trials():
     assert {i for i in range(60) if mask[i]} == {t.number for t in study.best_trials}
 
 
+def test_non_domination_rank_numbers_the_fronts():
+    losses = np.array([[1.0, 1.0], [2.0, 2.0], [0.5, 3.0], [3.0, 3.0]])
+    assert compat.non_domination_rank(losses).tolist() == [0, 1, 0, 2]
+
+
 def test_hypervolume_of_two_boxes():
     points = np.array([[-0.8, 50.0], [-0.9, 100.0]])  # accuracy negated, cost
     # 0.8 x (200 - 50) + (0.9 - 0.8) x (200 - 100) = 120 + 10

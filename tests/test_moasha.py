@@ -19,12 +19,11 @@ from dynsweep.sweep.moasha import (
     audit,
     decide,
     epsilon_net_order,
-    fix_schedule,
     quota,
     rank,
     should_continue,
-    tell_stopped,
 )
+from dynsweep.sweep.record import TrialRecord
 
 ACC_MACS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -122,13 +121,13 @@ def new_study(storage=None) -> optuna.Study:
 
 def start(study: optuna.Study, macs: float) -> optuna.Trial:
     trial = study.ask()
-    trial.set_user_attr("macs", macs)
+    TrialRecord.write(trial, macs=macs)
     return trial
 
 
 def report(study: optuna.Study, trial: optuna.Trial, curve: list[float], max_epochs: int = 27) -> Decision:
     """What the trial loop does after each epoch: store the curve, ask the scheduler."""
-    trial.set_user_attr("curve", curve)
+    TrialRecord.write(trial, curve=curve)
     return should_continue(study, trial.number, len(curve), max_epochs, SCHEDULE)
 
 
@@ -138,15 +137,16 @@ def test_decisions_are_stored_and_a_stopped_trial_is_pruned_with_its_rung():
     assert report(study, first, [0.5]).keep
     stop = report(study, second, [0.4])
     assert stop == Decision(1, 1, False, (0.4, 20.0), (0, 1))
-    tell_stopped(study, second, stop)
+    TrialRecord.write(second, stopped_at_rung=stop.epoch)  # as the trial loop records a stop
+    study.tell(second, state=TrialState.PRUNED)
     frozen = study.trials[1]
     assert frozen.state == TrialState.PRUNED and frozen.values is None
-    assert frozen.user_attrs["stopped_at_rung"] == 1
-    assert frozen.user_attrs["rung_1"] == {"trial": 1, "keep": False, "values": [0.4, 20.0], "order": [0, 1]}
-    assert study.trials[0].user_attrs["rung_1"] == {"trial": 0, "keep": True, "values": [0.5, 10.0], "order": [0]}
+    assert TrialRecord.of(frozen).stopped_at_rung == 1
+    assert TrialRecord.of(frozen).rungs["1"] == {"trial": 1, "keep": False, "values": [0.4, 20.0], "order": [0, 1]}
+    assert TrialRecord.of(study.trials[0]).rungs["1"] == {"trial": 0, "keep": True, "values": [0.5, 10.0], "order": [0]}
     # Epochs that are no rung decide nothing and store nothing.
     assert report(study, first, [0.5, 0.6]) == Decision(0, 2, True)
-    assert "rung_2" not in study.trials[0].user_attrs
+    assert "2" not in TrialRecord.of(study.trials[0]).rungs
 
 
 def test_a_trial_that_skipped_rungs_between_two_calls_has_each_decided_in_order():
@@ -154,19 +154,19 @@ def test_a_trial_that_skipped_rungs_between_two_calls_has_each_decided_in_order(
     leader = start(study, 1.0)
     report(study, leader, [0.9, 0.9, 0.95])
     late = start(study, 2.0)
-    late.set_user_attr("curve", [0.1, 0.2, 0.3, 0.4])
+    TrialRecord.write(late, curve=[0.1, 0.2, 0.3, 0.4])
     decision = should_continue(study, late.number, 4, 27, SCHEDULE)
     # Rung 1: second of two, dominated: stopped there; rung 3 is not reached.
     assert (decision.epoch, decision.keep) == (1, False)
-    assert "rung_3" not in study.trials[1].user_attrs
+    assert "3" not in TrialRecord.of(study.trials[1]).rungs
     report(study, leader, [0.9, 0.9, 0.95, 0.96])  # the leader's rung 3 was decided on its first call
-    assert study.trials[0].user_attrs["rung_3"]["order"] == [0]
+    assert TrialRecord.of(study.trials[0]).rungs["3"]["order"] == [0]
 
 
 def test_the_rung_value_is_the_best_accuracy_up_to_the_rung():
     study = new_study()
     trial = start(study, 5.0)
-    trial.set_user_attr("curve", [0.2, 0.7, 0.6])
+    TrialRecord.write(trial, curve=[0.2, 0.7, 0.6])
     assert should_continue(study, trial.number, 3, 27, SCHEDULE).values == (0.7, 5.0)
 
 
@@ -183,13 +183,13 @@ def test_two_workers_interleaved_share_the_rungs_exactly(kind, tmp_path):
         worker_b = optuna.load_study(study_name=worker_a.study_name, storage=optuna.storages.RDBStorage(url))
 
     def order(study: optuna.Study, number: int, epoch: int) -> list[int]:
-        return study.trials[number].user_attrs[f"rung_{epoch}"]["order"]
+        return TrialRecord.of(study.trials[number]).rungs[str(epoch)]["order"]
 
     t0, t1 = start(worker_a, 10.0), start(worker_b, 5.0)
     assert report(worker_a, t0, [0.6]).keep  # rung 1: t0 alone
     stop = report(worker_b, t1, [0.5])  # rung 1: t0 (0.6, 10) and t1 (0.5, 5), one front: t0 first
     assert (stop.keep, order(worker_b, 1, 1)) == (False, [0, 1])
-    tell_stopped(worker_b, t1, stop)
+    worker_b.tell(t1, state=TrialState.PRUNED)
     t2 = start(worker_b, 4.0)
     assert report(worker_a, t0, [0.6, 0.7]).keep  # epoch 2: no rung
     assert report(worker_b, t2, [0.7]).keep  # rung 1: t2 (0.7, 4) dominates both
@@ -208,7 +208,7 @@ def test_the_audit_reports_a_decision_the_stored_rung_does_not_support():
     t0, t1 = start(study, 1.0), start(study, 2.0)
     report(study, t0, [0.9])
     report(study, t1, [0.1])
-    t1.set_user_attr("rung_1", dict(study.trials[1].user_attrs["rung_1"], keep=True))
+    TrialRecord.write(t1, rungs={"1": dict(TrialRecord.of(study.trials[1]).rungs["1"], keep=True)})
     assert audit(study, SCHEDULE) == [
         "trial 1, rung 1: stored keep at position 2 of 2, the stored values give stop at position 2"
     ]
@@ -226,11 +226,11 @@ def test_a_retried_trial_takes_up_its_failed_runs_decisions_and_counts_once():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         RetryHeartbeatStaleTrialCallback()(study, study.trials[1])
     retry = study.ask()
-    assert retry.number == 2 and retry.user_attrs["rung_1"] == study.trials[1].user_attrs["rung_1"]
+    assert retry.number == 2 and TrialRecord.of(retry).rungs["1"] == TrialRecord.of(study.trials[1]).rungs["1"]
     # Its new run starts worse (another process, another ordering of floating-point sums): the
     # stored decision stands, and is not taken again.
     assert report(study, retry, [0.3]) == kept
-    assert study.trials[2].user_attrs["rung_1"]["trial"] == 1
+    assert TrialRecord.of(study.trials[2]).rungs["1"]["trial"] == 1
     # Others see the retry once, with the stored values; the failed run no more.
     t3 = start(study, 5.0)
     assert report(study, t3, [0.92]) == Decision(3, 1, False, (0.92, 5.0), (2, 3, 0))
@@ -242,26 +242,17 @@ def test_a_duplicate_that_reused_a_result_does_not_count_at_rungs():
     t0 = start(study, 1.0)
     report(study, t0, [0.9])
     twin = start(study, 1.0)
-    twin.set_user_attr("curve", [0.9])
-    twin.set_user_attr("duplicate_of", 0)
+    TrialRecord.write(twin, curve=[0.9])
+    TrialRecord.write(twin, duplicate_of=0)
     study.tell(twin, [0.9, 1.0])
     t2 = start(study, 2.0)
     assert report(study, t2, [0.8]).order == (0, 2)
 
 
-def test_the_schedule_is_fixed_for_the_studys_life():
-    study = new_study()
-    fix_schedule(study, SCHEDULE)
-    fix_schedule(study, RungSchedule(1, 3))
-    assert study.user_attrs["moasha"] == {"algorithm": "moasha", "min_epochs": 1, "reduction_factor": 3}
-    with pytest.raises(ValueError, match=r"pruning: the study .* stores .*'reduction_factor': 3.* the spec says .*'reduction_factor': 2"):
-        fix_schedule(study, RungSchedule(1, 2))
-
-
 def test_a_curve_shorter_than_the_epochs_done_is_refused():
     study = new_study()
     trial = start(study, 1.0)
-    trial.set_user_attr("curve", [0.5])
+    TrialRecord.write(trial, curve=[0.5])
     with pytest.raises(ValueError, match="trial 0: 3 epochs done but its curve holds 1 accuracies"):
         should_continue(study, trial.number, 3, 27, SCHEDULE)
 
@@ -303,10 +294,11 @@ def test_every_sampler_runs_on_with_stopped_trials(sampler):
         trial = study.ask(SPACE)
         values = objective_values(trial.params)
         if number % 2:
-            trial.set_user_attr("macs", values[1])
-            trial.set_user_attr("curve", [values[0] - 0.4])
-            decision = should_continue(study, trial.number, 1, 27, RungSchedule(1, 3))
-            tell_stopped(study, trial, Decision(trial.number, 1, False, decision.values, decision.order))
+            TrialRecord.write(trial, macs=values[1])
+            TrialRecord.write(trial, curve=[values[0] - 0.4])
+            should_continue(study, trial.number, 1, 27, RungSchedule(1, 3))
+            TrialRecord.write(trial, stopped_at_rung=1)
+            study.tell(trial, state=TrialState.PRUNED)
         else:
             study.tell(trial, values)
     states = [t.state for t in study.trials]

@@ -15,6 +15,7 @@ from benchmarks.record_curves import enumerate_points
 from benchmarks.simulate_search import DEFAULT_SPEC, CurveTable, Method, simulate
 from dynsweep.sweep.config import load_config
 from dynsweep.sweep.moasha import RungSchedule, audit
+from dynsweep.sweep.record import TrialRecord
 
 EPOCHS = 9
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -59,8 +60,8 @@ def test_the_true_front_has_no_regret_and_nothing_has_all_of_it(table):
 
 def test_full_training_computes_every_epoch_of_every_trained_trial(table, config):
     run = simulate(table, config, Method("random", lambda s: optuna.samplers.RandomSampler(seed=s), n_trials=12), 0, workers=3)
-    trained = [t for t in run.study.trials if "duplicate_of" not in t.user_attrs]
-    assert run.trials == 12 and run.reused == 12 - len(trained) and run.pruned == 0
+    trained = [t for t in run.study.trials if t.state == optuna.trial.TrialState.COMPLETE and TrialRecord.of(t).duplicate_of is None]
+    assert run.trials == 12 and run.reused + run.infeasible + len(trained) == 12 and run.pruned == 0
     seconds = sum(
         EPOCHS * table.points[table.by_id[_point_id(t)]].epoch_seconds for t in trained
     )
@@ -71,22 +72,24 @@ def test_full_training_computes_every_epoch_of_every_trained_trial(table, config
 def _point_id(trial) -> str:
     from benchmarks.simulate_search import point_id
 
-    params = trial.user_attrs["child_params"]
+    params = TrialRecord.of(trial).child_params
     return point_id(params["model"], params["preset"], params["spec"])
 
 
-def test_a_point_that_cannot_be_built_fails_its_trial_at_no_compute(table, config):
+def test_a_point_that_cannot_be_built_is_infeasible_at_no_compute(table, config):
+    """As the sweep tells it: PRUNED with its reason, never trained, and never proposed again."""
     run = simulate(table, config, Method("random", lambda s: optuna.samplers.RandomSampler(seed=s), n_trials=30), 0)
-    failed = [t for t in run.study.trials if t.state == optuna.trial.TrialState.FAIL]
-    assert len(table.infeasible) == 6 and len(failed) > 0
-    assert all(t.user_attrs["fail_reason"] == "ValueError: cannot be built" and "curve" not in t.user_attrs for t in failed)
+    records = [TrialRecord.of(t) for t in run.study.trials if TrialRecord.of(t).infeasible]
+    assert len(table.infeasible) == 6 and len(records) > 0
+    assert all(r.infeasible == "ValueError: cannot be built" and not r.curve for r in records)
+    assert len({r.point for r in records}) == len(records)  # each unbuildable point told once
 
 
 def test_compute_does_not_depend_on_the_number_of_workers_when_nothing_stops(table, config):
     """Without reuse (a twin still running is trained again, so reuse depends on timing), the same
     proposals train the same epochs whatever the number of workers."""
     method = Method("random", lambda s: optuna.samplers.RandomSampler(seed=s), n_trials=10)
-    config = dataclasses.replace(config, reuse_duplicates=False)
+    config = dataclasses.replace(config, budget=dataclasses.replace(config.budget, reuse_duplicates=False))
     one, four = (simulate(table, config, method, 1, workers=w) for w in (1, 4))
     assert one.total_compute == pytest.approx(four.total_compute)
     assert max(four.wall) < max(one.wall)  # four workers finish sooner on the simulated clock
@@ -98,12 +101,13 @@ def test_moasha_in_the_simulator_stops_trials_at_rungs_and_passes_the_audit(tabl
     method = Method("moasha", lambda s: optuna.samplers.RandomSampler(seed=s), stopping="moasha", schedule=schedule, n_trials=40)
     run = simulate(table, config, method, 0, workers=workers)
     pruned = [t for t in run.study.trials if t.state == optuna.trial.TrialState.PRUNED]
-    assert run.pruned == len(pruned) > 0
-    assert {t.user_attrs["stopped_at_rung"] for t in pruned} <= {1, 3}
-    assert all(len(t.user_attrs["curve"]) == t.user_attrs["stopped_at_rung"] for t in pruned)
+    assert run.pruned == len([t for t in pruned if TrialRecord.of(t).infeasible is None]) > 0
+    stopped = [t for t in pruned if TrialRecord.of(t).infeasible is None]
+    assert {TrialRecord.of(t).stopped_at_rung for t in stopped} <= {1, 3}
+    assert all(len(TrialRecord.of(t).curve) == TrialRecord.of(t).stopped_at_rung for t in stopped)
     assert audit(run.study, schedule) == []
-    stopped_epochs = sum(t.user_attrs["stopped_at_rung"] * table.points[table.by_id[_point_id(t)]].epoch_seconds for t in pruned)
-    complete = [t for t in run.study.trials if t.state == optuna.trial.TrialState.COMPLETE and "duplicate_of" not in t.user_attrs]
+    stopped_epochs = sum(TrialRecord.of(t).stopped_at_rung * table.points[table.by_id[_point_id(t)]].epoch_seconds for t in stopped)
+    complete = [t for t in run.study.trials if t.state == optuna.trial.TrialState.COMPLETE and TrialRecord.of(t).duplicate_of is None]
     full = sum(EPOCHS * table.points[table.by_id[_point_id(t)]].epoch_seconds for t in complete)
     assert run.total_compute == pytest.approx(stopped_epochs + full)
 

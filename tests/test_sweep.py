@@ -108,6 +108,11 @@ def fresh_name() -> str:
             "'dy_mobilenet_v2' is a mobilenet_v2, which is not among the architectures",
         ),
         ({"trials": 3}, ".trials: unknown field; allowed: "),
+        ({"pruning": {"enabled": True}}, "pruning.enabled: replaced by pruning.algorithm: moasha"),
+        ({"pruning": {"algorithm": "asha"}}, "pruning.algorithm: unknown 'asha'; allowed: moasha, dominance"),
+        ({"pruning": {"algorithm": "moasha", "reduction_factor": 1}}, "pruning.reduction_factor: must be an integer >= 2"),
+        ({"repeats": {"seeds": 0}}, "repeats.seeds: must be a positive integer"),
+        ({"training": {"compile": "yes"}}, "training.compile: must be true or false"),
     ],
 )
 def test_invalid_specs_name_the_field(tmp_path, change, message):

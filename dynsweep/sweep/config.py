@@ -99,11 +99,20 @@ class Repeats:
     front: int = 0
 
 
+PRUNING_ALGORITHMS = ("moasha", "dominance")
+
+
 @dataclass
 class Pruning:
-    """Multi-objective early stopping (see :mod:`dynsweep.sweep.pruning`)."""
+    """Early stopping of trials by their accuracy so far and their costs: ``moasha`` (asynchronous
+    successive halving by Pareto rank, :mod:`dynsweep.sweep.moasha`: rungs at ``min_epochs *
+    reduction_factor**k`` epochs) or ``dominance`` (:mod:`dynsweep.sweep.pruning`: stop a trial
+    that ``min_dominating`` others dominated at the same epoch, after ``warmup_epochs``); none
+    when ``algorithm`` is left out."""
 
-    enabled: bool = False
+    algorithm: str | None = None
+    min_epochs: int = 1
+    reduction_factor: int = 3
     min_dominating: int = 3
     warmup_epochs: int = 1
 
@@ -263,6 +272,25 @@ def _check_training(where: str, training: dict[str, Any]) -> None:
     except ValueError as error:
         field_name = str(error).split(":", 1)[0].rsplit(".", 1)[-1]
         raise _fail(f"{where}.{field_name}", str(error).split(": ", 1)[-1]) from None
+
+
+def _pruning(where: str, value: Any) -> Pruning:
+    raw = _mapping(where, value or {})
+    if "enabled" in raw:
+        raise _fail(
+            f"{where}.enabled",
+            "replaced by pruning.algorithm: moasha (successive halving by Pareto rank, with min_epochs and "
+            "reduction_factor) or dominance (the rule that enabled: true ran, with min_dominating and "
+            "warmup_epochs); leave pruning out for no early stopping",
+        )
+    _check_keys(where, raw, [f.name for f in dataclasses.fields(Pruning)])
+    algorithm = raw.get("algorithm")
+    if algorithm is not None and algorithm not in PRUNING_ALGORITHMS:
+        raise _fail(f"{where}.algorithm", f"unknown {algorithm!r}; allowed: {', '.join(PRUNING_ALGORITHMS)}")
+    numbers = {name: _positive(f"{where}.{name}", raw[name]) for name in raw if name != "algorithm"}
+    if numbers.get("reduction_factor", 3) < 2:
+        raise _fail(f"{where}.reduction_factor", f"must be an integer >= 2, got {numbers['reduction_factor']}")
+    return Pruning(algorithm=algorithm, **numbers)
 
 
 def _mapping(where: str, value: Any) -> dict:
@@ -452,9 +480,7 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
     for key in ("heartbeat_interval", "grace_period"):
         _positive(f"{source}: storage.{key}", getattr(storage, key))
 
-    pruning_raw = _mapping(f"{source}: pruning", raw.get("pruning") or {})
-    _check_keys(f"{source}: pruning", pruning_raw, [f.name for f in dataclasses.fields(Pruning)])
-    pruning = Pruning(**pruning_raw)
+    pruning = _pruning(f"{source}: pruning", raw.get("pruning"))
 
     repeats_raw = _mapping(f"{source}: repeats", raw.get("repeats") or {})
     _check_keys(f"{source}: repeats", repeats_raw, ("seeds", "warm_start", "front"))
@@ -511,6 +537,10 @@ def from_stored(raw: dict[str, Any], source: str = "<study>") -> SweepConfig:
     """
     if "n_trials" in raw or "sampler_options" in raw:  # the flat shape of dynsweep 0.1
         raw = _from_flat(raw)
+    if "enabled" in (raw.get("pruning") or {}):  # dynsweep 0.1's switch of the dominance rule
+        old = raw["pruning"]
+        rule = {"algorithm": "dominance", "min_dominating": old["min_dominating"], "warmup_epochs": old["warmup_epochs"]}
+        raw = {**raw, "pruning": rule if old["enabled"] else {}}
     return parse_config({k: v for k, v in raw.items() if k != "source"}, source)
 
 

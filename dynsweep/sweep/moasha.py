@@ -12,8 +12,8 @@ those already chosen, on objectives scaled to [0, 1] over the rung. It goes on w
 for a factor of 3). Asynchronous, as ASHA's
 stopping rule (Li et al. 2020): nobody waits for a rung to fill, early arrivals meet fewer rivals.
 
-Each decision is stored in the trial's user attributes (``rung_<epoch>``: its values, kept or
-not, and the trials at the rung in rank order), so workers that share a storage share the
+Each decision is stored in the trial's record (``TrialRecord.rungs``, by the rung's epoch: its
+values, kept or not, and the trials at the rung in rank order), so workers that share a storage share the
 decisions, a retried trial (Optuna's retry callback copies user attributes) takes up the
 decisions of its failed run instead of deciding again, and :func:`audit` rechecks every decision
 from the rung values stored.
@@ -29,15 +29,13 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.study import StudyDirection
-from optuna.study._multi_objective import _fast_non_domination_rank  # private: Optuna's fast non-dominated sort
 from optuna.trial import FrozenTrial, TrialState
+
+from dynsweep import compat
+from dynsweep.sweep.record import TrialRecord, retry_history
 
 ACCURACY = "val_acc1"
 """The objective read from the accuracy curve; every other objective is a cost stored per trial."""
-SCHEDULE_ATTR = "moasha"
-"""Study user attribute: the rung schedule, fixed for the study's life (:func:`fix_schedule`)."""
-STOPPED_ATTR = "stopped_at_rung"
-"""User attribute of a stopped trial: the rung (epoch) where it stopped; ``rung_<epoch>`` holds why."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +120,7 @@ def rank(values: Sequence[Sequence[float]], directions: Sequence[StudyDirection]
     losses = np.asarray(values, dtype=float) * signs
     span = losses.max(axis=0) - losses.min(axis=0)
     scaled = (losses - losses.min(axis=0)) / np.where(span > 0, span, 1.0)
-    fronts = _fast_non_domination_rank(losses)
+    fronts = compat.non_domination_rank(losses)
     order: list[int] = []
     for front in np.unique(fronts):
         members = np.flatnonzero(fronts == front)
@@ -166,19 +164,16 @@ class StoredTrial:
 
 
 def stored_trial(trial: FrozenTrial) -> StoredTrial:
-    """The one reader of the user attributes the sweep writes (``curve``, ``macs``, ``params``,
-    ``duplicate_of``) and of the decisions this module stores (``rung_<epoch>``)."""
-    attrs = trial.user_attrs
+    """What the scheduler reads of a trial's record: its curve, costs, duplicate mark and the
+    decisions stored at its rungs (``TrialRecord.rungs``, keyed by the rung's epoch)."""
+    record = TrialRecord.of(trial)
+    costs = {k: float(v) for k, v in (("macs", record.macs), ("params", record.params)) if v is not None}
     return StoredTrial(
-        curve=list(attrs.get("curve") or []),
-        costs={k: float(attrs[k]) for k in ("macs", "params") if attrs.get(k) is not None},
-        decisions={int(k[len("rung_") :]): v for k, v in attrs.items() if k.startswith("rung_")},
-        duplicate="duplicate_of" in attrs,
+        curve=list(record.curve),
+        costs=costs,
+        decisions={int(epoch): decision for epoch, decision in record.rungs.items()},
+        duplicate=record.duplicate_of is not None,
     )
-
-
-def _rung_key(epoch: int) -> str:
-    return f"rung_{epoch}"
 
 
 def values_at(trial: StoredTrial, epoch: int, objectives: Sequence[str]) -> tuple[float, ...] | None:
@@ -241,31 +236,12 @@ def should_continue(
                     if values is not None:
                         rung[other.number] = values
             decision = decide(rung, number, epoch, study.directions, schedule.reduction_factor)
-            study._storage.set_trial_user_attr(me._trial_id, _rung_key(epoch), decision.to_record())
+            decided = {**TrialRecord.of(me).rungs, str(epoch): decision.to_record()}
+            TrialRecord.write_stored(study, compat.trial_id(me), rungs=decided)
+            me = study.get_trials(deepcopy=False)[number]
         if not decision.keep:
             return decision
     return decision if decision.epoch == epochs_done else Decision(number, epochs_done, True)
-
-
-def tell_stopped(study: optuna.Study, trial: optuna.Trial | int, decision: Decision) -> None:
-    """End a trial the scheduler stopped: ``PRUNED`` (Optuna takes no values with it, so its rung and
-    values stay in the user attributes ``stopped_at_rung`` and ``rung_<epoch>``)."""
-    trial_id = trial._trial_id if isinstance(trial, optuna.Trial) else study._storage.get_trial_id_from_study_id_trial_number(study._study_id, trial)
-    study._storage.set_trial_user_attr(trial_id, STOPPED_ATTR, decision.epoch)
-    study.tell(trial, state=TrialState.PRUNED)
-
-
-def fix_schedule(study: optuna.Study, schedule: RungSchedule) -> None:
-    """Store ``schedule`` in a new study; refuse one that differs from a study's stored schedule
-    (rungs decided under one schedule do not compare with another's)."""
-    stored = study.user_attrs.get(SCHEDULE_ATTR)
-    if stored is None:
-        study.set_user_attr(SCHEDULE_ATTR, schedule.to_dict())
-    elif stored != schedule.to_dict():
-        raise ValueError(
-            f"pruning: the study {study.study_name!r} stores {stored}, the spec says {schedule.to_dict()}; "
-            "a study keeps one schedule for its life (start a new study)"
-        )
 
 
 def audit(study: optuna.Study, schedule: RungSchedule) -> list[str]:
@@ -280,7 +256,7 @@ def audit(study: optuna.Study, schedule: RungSchedule) -> list[str]:
         number = frozen.number
         for epoch, record in sorted(by_number[number].decisions.items()):
             stored = Decision.from_record(epoch, record)
-            if stored.number not in (number, *frozen.system_attrs.get("retry_history", [])):
+            if stored.number not in (number, *retry_history(frozen)):
                 problems.append(f"trial {number}, rung {epoch}: holds trial {stored.number}'s decision")
                 continue
             rung = {}

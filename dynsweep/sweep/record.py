@@ -60,7 +60,11 @@ class TrialRecord:
     duplicate_of: int | None = None
     """The trial whose training this one repeated and whose values it was told."""
     stopped_at_epoch: int | None = None
-    """The epoch after which early stopping ended the trial (told PRUNED)."""
+    """The epoch after which the dominance rule stopped the trial (told PRUNED)."""
+    stopped_at_rung: int | None = None
+    """The rung (an epoch) where MOASHA stopped the trial (told PRUNED; its values there in ``rungs``)."""
+    rungs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """MOASHA's decision at each rung the trial reached, by the rung's epoch (``dynsweep.sweep.moasha``)."""
     point: str | None = None
     """A digest of the trial's point (:func:`point_digest`), written as soon as it is sampled."""
     claimed: bool = False
@@ -80,6 +84,9 @@ class TrialRecord:
     """95% confidence interval of the mean accuracy, [low, high] (``dynsweep.stats.mean_interval``)."""
     repeat_of: int | None = None
     """A front repeat: the trial whose point this one retrains with more seeds (its seeds included)."""
+    latency: dict[str, Any] | None = None
+    """The measured latency of the trial's network (``dynsweep.latency.LatencyReport.to_dict``):
+    median and quartiles in ms, the reference's and the ratio to it, host, device, runtime, threads."""
     worker: str | None = None
     """The worker that ran the trial: host, process id."""
     devices: list[str] | None = None
@@ -88,8 +95,10 @@ class TrialRecord:
     """The seed of the sampler instance that proposed the trial (one per worker process)."""
 
     @classmethod
-    def of(cls, trial: FrozenTrial) -> TrialRecord:
-        """The record of a stored trial (any state; missing fields are None or empty)."""
+    def of(cls, trial: FrozenTrial | optuna.Trial) -> TrialRecord:
+        """The record of a trial, stored or running here (missing fields are None or empty)."""
+        if isinstance(trial, optuna.Trial):
+            trial = trial.storage.get_trial(compat.trial_id(trial))
         attrs = trial.user_attrs
         values = {f.name: attrs[f.name] for f in _FIELDS if f.name in attrs}
         record = cls(**values)

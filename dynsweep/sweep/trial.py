@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 
 from dynsweep import compat
 from dynsweep.stats import mean_interval
-from dynsweep.sweep import pruning
+from dynsweep.sweep import moasha, pruning
 from dynsweep.sweep.child import launch
 from dynsweep.sweep.config import SweepConfig
 from dynsweep.sweep.devices import visible_devices
@@ -133,6 +133,25 @@ def reuse_result(
     return TrialState.COMPLETE
 
 
+def propose_anew(
+    study: optuna.Study, trial: optuna.Trial, config: SweepConfig, params: dict[str, Any], resample: bool
+) -> optuna.trial.FrozenTrial | None:
+    """Claim ``trial``'s point. When another trial holds it and an untried point is left (and
+    ``resample`` allows), tell ``trial`` FAIL, marked ``resampled``, and return the holder: the
+    worker proposes anew. Otherwise return None: the point is this trial's, or every point is held
+    and this trial goes on (after a running holder finishes: it may reuse its result)."""
+    other = holder(study, trial, point_digest(params))
+    if other is None:
+        return None
+    if resample and untried_points(study, config) != []:
+        TrialRecord.write(trial, resampled=other.number)
+        study.tell(trial, state=TrialState.FAIL)
+        return other
+    if other.state == TrialState.RUNNING:
+        wait_until_finished(study, other.number)
+    return None
+
+
 def wait_until_finished(study: optuna.Study, number: int, poll: float = 2.0) -> None:
     """Wait while trial ``number`` runs (in another worker; a dead worker's trial is failed by its
     stale heartbeat, so this ends)."""
@@ -188,19 +207,24 @@ def run_trial(
         TrialRecord.write(trial, model=params["model"], seed=params["seed"])
         if params["preset"]:
             TrialRecord.write(trial, preset=params["preset"])
-        other = None if repeat else holder(study, trial, point_digest(params))
-        if other is not None and resample and untried_points(study, config) != []:
-            TrialRecord.write(trial, resampled=other.number, wall_seconds=time.time() - start)
+        other = None if repeat else propose_anew(study, trial, config, params, resample)
+        if other is not None:
+            TrialRecord.write(trial, wall_seconds=time.time() - start)
             with contextlib.suppress(OSError):
                 trial_dir.rmdir()
-            study.tell(trial, state=TrialState.FAIL)
             log(f"trial {trial.number}: the point of trial {other.number} ({other.state.name}): proposed anew")
             return None
-        if other is not None and other.state == TrialState.RUNNING:
-            log(f"trial {trial.number}: the point of trial {other.number}, running: waiting for its result")
-            wait_until_finished(study, other.number)
+    except Exception as error:  # noqa: BLE001 - a sampling error fails this trial only
+        return fail(f"{type(error).__name__}: {error}")
+    try:
         macs, n_params = measure_cost(params)
-    except Exception as error:  # noqa: BLE001 - an impossible spec fails this trial only
+    except ValueError as error:  # a combination of spec values this architecture cannot build
+        reason = f"cannot be built: {error}"
+        TrialRecord.write(trial, infeasible=reason, wall_seconds=time.time() - start)
+        study.tell(trial, state=TrialState.PRUNED)
+        log(f"trial {trial.number} ({params['preset'] or params['model']}): infeasible, not trained: {reason}")
+        return TrialState.PRUNED
+    except Exception as error:  # noqa: BLE001 - anything else fails this trial only
         return fail(f"{type(error).__name__}: {error}")
     TrialRecord.write(trial, macs=macs, params=n_params)
     twin = finished_twin(study, params) if config.budget.reuse_duplicates and not repeat else None
@@ -244,9 +268,9 @@ def run_trial(
             study, trial, config, {**params, "seed": seed}, Path(dirs[k]), macs, name, log, k == 0, devices
         )
         if outcome.stopped:
-            TrialRecord.write(trial, stopped_at_epoch=outcome.epochs, wall_seconds=time.time() - start)
+            TrialRecord.write(trial, wall_seconds=time.time() - start)
             study.tell(trial, state=TrialState.PRUNED)
-            log(f"trial {trial.number} ({label}): stopped early, dominated at epoch {outcome.epochs}")
+            log(f"trial {trial.number} ({label}): {outcome.stopped}")
             return TrialState.PRUNED
         if outcome.error is not None:
             return fail(outcome.error)
@@ -281,12 +305,37 @@ def study_trial(study: optuna.Study, trial: optuna.Trial) -> optuna.trial.Frozen
 
 @dataclass
 class SeedOutcome:
-    """How one seed's training ended: its best accuracy, stopped early, or failed with a reason."""
+    """How one seed's training ended: its best accuracy, stopped early (why), or failed (why)."""
 
     val_acc1: float | None = None
     epochs: int = 0
-    stopped: bool = False
+    stopped: str | None = None
     error: str | None = None
+
+
+def stops_early(
+    study: optuna.Study, trial: optuna.Trial, config: SweepConfig, epochs: int, accuracy: float, macs: int, max_epochs: int
+) -> str | None:
+    """After an epoch of the trial's first seed: why the spec's early stopping ends it now, if it does.
+
+    ``moasha`` decides at each rung and stores the decision (:func:`dynsweep.sweep.moasha.should_continue`),
+    and records the rung in ``stopped_at_rung``; ``dominance`` records the epoch in ``stopped_at_epoch``.
+    """
+    rule = config.pruning
+    if rule.algorithm == "moasha":
+        schedule = moasha.RungSchedule(rule.min_epochs, rule.reduction_factor)
+        decision = moasha.should_continue(study, trial.number, epochs, max_epochs, schedule)
+        if decision.keep:
+            return None
+        TrialRecord.write(trial, stopped_at_rung=decision.epoch)
+        return f"stopped at rung {decision.epoch}: {decision.position + 1} of {decision.considered} there"
+    others = study.get_trials(deepcopy=False)
+    if rule.algorithm == "dominance" and pruning.should_stop(
+        others, trial.number, epochs - 1, accuracy, macs, rule.min_dominating, rule.warmup_epochs
+    ):
+        TrialRecord.write(trial, stopped_at_epoch=epochs)
+        return f"stopped early, dominated at epoch {epochs}"
+    return None
 
 
 def train_seed(
@@ -308,7 +357,7 @@ def train_seed(
     max_epochs = params["training"].get("max_epochs")
     child = launch(directory, len(devices) if devices else 1, visible_devices(devices) if devices else None)
     seen = 0
-    stopped = False
+    stopped: str | None = None
     try:
         while child.poll() is None:
             time.sleep(0.5)
@@ -324,16 +373,8 @@ def train_seed(
             if not watch:
                 continue
             TrialRecord.write(trial, curve=[p["val_acc1"] for p in progress])
-            if config.pruning.enabled and pruning.should_stop(
-                study.get_trials(deepcopy=False),
-                trial.number,
-                last["epoch"],
-                last["val_acc1"],
-                macs,
-                config.pruning.min_dominating,
-                config.pruning.warmup_epochs,
-            ):
-                stopped = True
+            stopped = stops_early(study, trial, config, len(progress), last["val_acc1"], macs, max_epochs)
+            if stopped:
                 child.kill()
                 child.wait()
                 break
@@ -345,7 +386,7 @@ def train_seed(
     if watch:
         TrialRecord.write(trial, curve=curve)
     if stopped:
-        return SeedOutcome(epochs=len(curve), stopped=True)
+        return SeedOutcome(epochs=len(curve), stopped=stopped)
     metrics_path = directory / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     if child.returncode != 0 or "error" in metrics:
