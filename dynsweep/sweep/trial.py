@@ -208,8 +208,7 @@ def run_trial(
         if params["preset"]:
             TrialRecord.write(trial, preset=params["preset"])
         other = None if repeat else propose_anew(study, trial, config, params, resample)
-        if other is not None:
-            TrialRecord.write(trial, wall_seconds=time.time() - start)
+        if other is not None:  # told FAIL by propose_anew, its record complete
             with contextlib.suppress(OSError):
                 trial_dir.rmdir()
             log(f"trial {trial.number}: the point of trial {other.number} ({other.state.name}): proposed anew")
