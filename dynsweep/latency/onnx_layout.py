@@ -3,33 +3,46 @@
 ONNX Runtime's CPU optimiser (level ``ORT_ENABLE_ALL``) runs every convolution whose kernel is a
 constant in a blocked layout (NCHWc: ``com.microsoft.nchwc`` operators, channels in blocks of 8
 or 16 innermost, kernels reordered once at load, ReLU and residual sums fused). A dynamic layer's
-kernel is computed in the graph, so the optimiser leaves its Conv on the unblocked path, and the
+kernel is computed in the graph, so the optimiser leaves its Conv on the unblocked path and the
 tensors around it in NCHW. :func:`block_dynamic_convolutions` gives those Convs the blocked kernel:
 
 1. each dynamic layer's kernel (``Conv(x, Reshape(MatMul(coefficients, bases)))``, the form
    :func:`dynsweep.nn.export.to_onnx` writes at a static batch of 1) is replaced by a constant
-   stub whose values are its flat indices, its first element a marker naming the layer, and the
-   coefficients and the kernel become extra graph outputs so the fusion survives;
+   stub whose values are its flat indices, its first element a marker naming the layer;
 2. ONNX Runtime optimises that graph and saves it; where a stub came back reordered, its values
    say where every kernel element went. The rewrite checks that this is the blocked layout
    ``[O / B, R, B]`` (``B`` output channels innermost, ``R`` kernel elements per channel, input
-   channels padded to the block), stores the bases in that order (``[O, K, R]``) and computes the
-   kernel as ``MatMul -> Reshape -> Transpose -> Reshape``: one read of the bases, as before.
+   channels padded to the block) and computes the kernel in it;
+3. the fusion itself runs blocked: ONNX Runtime's blocked depthwise Conv, with the bases of
+   ``B`` output channels as its input map (``K`` rows of ``R`` kernel elements, stored blocked)
+   and their coefficients as its ``K x 1`` kernel, writes the fused kernel in the blocked layout
+   in one read of the bases. A Conv ONNX Runtime left unblocked (grouped convolutions whose
+   groups are not whole blocks) gets the same fusion and one ReorderOutput to the plain kernel;
+4. the block predictor's last Gemm gets its rows permuted (and padded with zero rows to whole
+   blocks) so that it emits the coefficients in the blocked depthwise kernel's order, and the
+   predictors' global average pooling becomes GlobalAveragePool, which ONNX Runtime runs on
+   the blocked tensor instead of reordering it back first.
 
-The result holds ONNX Runtime's own operators and this CPU's block size, like a model saved from
-ONNX Runtime's optimiser: it is for this host and this ONNX Runtime, made where it runs.
+``fusion="matmul"`` keeps the portable graph's MatMul fusion and moves each block's channels
+innermost with a Transpose (for comparison; slower). The result holds ONNX Runtime's own
+operators and this CPU's block size, like a model saved from ONNX Runtime's optimiser: it is for
+this host and this ONNX Runtime, made where it runs.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 
 from dynsweep.nn.export import import_extra
 
+NCHWC_DOMAIN = "com.microsoft.nchwc"
+FUSIONS = ("depthwise", "matmul")
 # Stub values are exact float32 integers: flat index + 1 below 2**22, markers at -(2**22 + layer).
 _MARKER = 2**22
 _BLOCK_SIZES = (4, 8, 16, 32, 64)
@@ -41,18 +54,23 @@ class LayoutError(RuntimeError):
 
 @dataclass(frozen=True)
 class BlockedLayout:
-    """What :func:`block_dynamic_convolutions` did: dynamic layers found, and those now blocked."""
+    """What :func:`block_dynamic_convolutions` did: dynamic layers found, those whose Conv runs
+    blocked, those whose coefficients come from a reordered predictor, and the block size."""
 
     dynamic_layers: int
     blocked_layers: int
+    reordered_predictors: int
+    block: int | None
 
 
 @dataclass
 class _DynamicConv:
     conv: object  # the Conv NodeProto
     kernel: str  # the computed kernel's value name
-    coefficients: str  # [O, 1, K]
+    coefficients: str  # [O, 1, K]; after _reorder_predictors, the predictor's [1, O_padded * K] output
     bases: np.ndarray  # [O, K, C]
+    kernel_dims: list[int]  # [O, I / groups, kH, kW]
+    blocked_coefficients: bool = False
 
 
 def _value_shapes(model) -> dict[str, list[int]]:
@@ -66,11 +84,23 @@ def _value_shapes(model) -> dict[str, list[int]]:
     return shapes
 
 
+def _producers(model) -> dict[str, object]:
+    return {out: node for node in model.graph.node for out in node.output}
+
+
+def _consumers(model) -> dict[str, list]:
+    users: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    return users
+
+
 def _dynamic_convs(model) -> list[_DynamicConv]:
     """Convs whose kernel is ``Reshape(MatMul(coefficients [O, 1, K], bases [O, K, C]))``."""
     numpy_helper = import_extra("onnx").numpy_helper
     initializers = {init.name: init for init in model.graph.initializer}
-    producer = {out: node for node in model.graph.node for out in node.output}
+    producer = _producers(model)
     shapes = _value_shapes(model)
 
     def through_reshapes(name: str) -> str:
@@ -100,8 +130,120 @@ def _dynamic_convs(model) -> list[_DynamicConv]:
             or out * columns >= _MARKER
         ):
             continue
-        found.append(_DynamicConv(node, node.input[1], matmul.input[0], bases.reshape(out, -1, columns)))
+        found.append(
+            _DynamicConv(node, node.input[1], matmul.input[0], bases.reshape(out, -1, columns), kernel_shape)
+        )
     return found
+
+
+def _pool_globally(model) -> int:
+    """Replace every ReduceMean over the two spatial axes of a 4-D tensor by GlobalAveragePool
+    (then Flatten where the mean dropped those axes); returns how many."""
+    onnx = import_extra("onnx")
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    shapes = _value_shapes(model)
+    initializers = {init.name: init for init in model.graph.initializer}
+    replaced, nodes = 0, []
+    for node in model.graph.node:
+        nodes.append(node)
+        if node.op_type != "ReduceMean" or len(shapes.get(node.input[0], [])) != 4:
+            continue
+        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if len(node.input) > 1 and node.input[1] in initializers:
+            axes = numpy_helper.to_array(initializers[node.input[1]]).tolist()
+        else:
+            axes = attributes.get("axes")
+        if axes is None or sorted(a % 4 for a in axes) != [2, 3]:
+            continue
+        pooled = f"{node.output[0]}_global_pool"
+        if attributes.get("keepdims", 1):
+            nodes[-1] = helper.make_node("GlobalAveragePool", [node.input[0]], [node.output[0]], name=pooled)
+        else:
+            nodes[-1:] = [
+                helper.make_node("GlobalAveragePool", [node.input[0]], [pooled], name=pooled),
+                helper.make_node("Flatten", [pooled], [node.output[0]], name=f"{pooled}_flat", axis=1),
+            ]
+        replaced += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return replaced
+
+
+def _blocked_rows(out: int, num_bases: int, block: int) -> np.ndarray:
+    """Row ``o * K + k`` of a layer's coefficients for each row of the blocked depthwise kernel
+    ``[O_padded / B, K, B]`` (-1 for a padding channel)."""
+    padded = -(-out // block) * block
+    channel = np.arange(padded // block)[:, None, None] * block + np.arange(block)[None, None, :]
+    rows = channel * num_bases + np.arange(num_bases)[None, :, None]
+    return np.where(channel < out, rows, -1).reshape(-1)
+
+
+def _reorder_predictors(model, layers: list[_DynamicConv], block: int) -> int:
+    """Permute (and pad) the rows of each block predictor's last ``Gemm`` so that it emits its
+    layers' coefficients in the blocked depthwise kernel's order. Only where the predictor is
+    ``Gemm -> Sigmoid [-> Split] -> Reshape`` for dynamic layers found here and nothing else;
+    returns how many predictors."""
+    onnx = import_extra("onnx")
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    producer, consumers = _producers(model), _consumers(model)
+    initializers = {init.name: init for init in model.graph.initializer}
+    groups: dict[str, tuple[object, object, dict[str, _DynamicConv]]] = {}  # gemm -> (gemm, split, chunk -> layer)
+    for layer in layers:
+        reshape = producer.get(layer.coefficients)
+        if reshape is None or reshape.op_type != "Reshape" or len(consumers.get(layer.coefficients, [])) != 1:
+            continue
+        chunk = reshape.input[0]
+        source = producer.get(chunk)
+        split = source if source is not None and source.op_type == "Split" else None
+        sigmoid = producer.get(split.input[0]) if split is not None else source
+        if sigmoid is None or sigmoid.op_type != "Sigmoid" or len(consumers.get(chunk, [])) != 1:
+            continue
+        gemm = producer.get(sigmoid.input[0])
+        if gemm is None or gemm.op_type != "Gemm" or len(consumers.get(sigmoid.output[0], [])) != 1:
+            continue
+        groups.setdefault(gemm.output[0], (gemm, split, {}))[2][chunk] = layer
+    reordered = 0
+    for gemm, split, chunks in groups.values():
+        attributes = {a.name: helper.get_attribute_value(a) for a in gemm.attribute}
+        outputs = list(split.output) if split is not None else [producer[gemm.output[0]].output[0]]
+        if (
+            attributes.get("transB") != 1
+            or attributes.get("transA", 0) != 0
+            or attributes.get("alpha", 1.0) != 1.0
+            or attributes.get("beta", 1.0) != 1.0
+            or len(gemm.input) != 3
+            or not all(name in initializers for name in gemm.input[1:])
+            or set(outputs) != set(chunks)
+            or (split is not None and (len(split.input) < 2 or split.input[1] not in initializers))
+        ):
+            continue
+        rows, sizes, offset = [], [], 0
+        for chunk in outputs:
+            out, num_bases, _ = chunks[chunk].bases.shape
+            blocked = _blocked_rows(out, num_bases, block)
+            rows.append(np.where(blocked >= 0, blocked + offset, -1))
+            sizes.append(len(blocked))
+            offset += out * num_bases
+        weight, bias = (numpy_helper.to_array(initializers[name]) for name in gemm.input[1:])
+        if weight.shape[0] != offset or (split is not None and numpy_helper.to_array(initializers[split.input[1]]).sum() != offset):
+            continue
+        order = np.concatenate(rows)
+        new_weight = np.where(order[:, None] >= 0, weight[np.maximum(order, 0)], 0).astype(weight.dtype)
+        new_bias = np.where(order >= 0, bias[np.maximum(order, 0)], 0).astype(bias.dtype)
+        prefix = f"{gemm.output[0]}_blocked_rows"
+        model.graph.initializer.extend(
+            [numpy_helper.from_array(new_weight, f"{prefix}_weight"), numpy_helper.from_array(new_bias, f"{prefix}_bias")]
+        )
+        gemm.input[1], gemm.input[2] = f"{prefix}_weight", f"{prefix}_bias"
+        if split is not None:
+            model.graph.initializer.append(numpy_helper.from_array(np.array(sizes, np.int64), f"{prefix}_split"))
+            split.input[1] = f"{prefix}_split"
+        for chunk, layer in chunks.items():
+            layer.coefficients, layer.blocked_coefficients = chunk, True
+        reordered += 1
+    if reordered:  # the exporter's recorded shapes of the reordered values no longer hold
+        del model.graph.value_info[:]
+    return reordered
 
 
 def _stub(layer: int, size: int) -> np.ndarray:
@@ -140,124 +282,238 @@ def _blocked_columns(reordered: np.ndarray, layer: int, out: int, columns: int) 
     raise LayoutError(f"a blocked kernel of shape {list(reordered.shape)} has a layout the rewrite does not know")
 
 
-def block_dynamic_convolutions(source: str | Path, target: str | Path) -> BlockedLayout:
+def _optimised_by_onnxruntime(model):
+    """``model`` as ONNX Runtime's CPU optimiser (level ``all``) leaves it."""
+    onnx = import_extra("onnx")
+    ort = import_extra("onnxruntime")
+    with tempfile.TemporaryDirectory(prefix="dynsweep-onnx-layout-") as work:
+        source, target = Path(work, "source.onnx"), Path(work, "optimised.onnx")
+        onnx.save(model, str(source))
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.optimized_model_filepath = str(target)
+        options.log_severity_level = 3  # its warning says what the module docstring says
+        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        return onnx.load(str(target))
+
+
+@cache
+def channel_block() -> int | None:
+    """The channel block of ONNX Runtime's blocked convolution on this CPU (None: it has none),
+    read off the kernel it reorders for a 32-channel 3 x 3 Conv."""
+    onnx = import_extra("onnx")
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    stub = _stub(0, 32 * 32 * 9).reshape(32, 32, 3, 3)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
+        "probe",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 32, 8, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 32, 8, 8])],
+        [numpy_helper.from_array(stub, "w")],
+    )
+    optimised = _optimised_by_onnxruntime(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    initializers = {init.name: init for init in optimised.graph.initializer}
+    for node in optimised.graph.node:
+        if node.domain == NCHWC_DOMAIN and node.op_type == "Conv" and node.input[1] in initializers:
+            return _blocked_columns(numpy_helper.to_array(initializers[node.input[1]]), 0, 32, 32 * 9)[0]
+    return None
+
+
+class _Emitter:
+    """Collects the nodes and constants that compute the rewritten kernels."""
+
+    def __init__(self) -> None:
+        self.nodes: list = []
+        self.initializers: list = []
+
+    def constant(self, name: str, value: np.ndarray) -> str:
+        self.initializers.append(import_extra("onnx").numpy_helper.from_array(value, name))
+        return name
+
+    def node(self, op_type: str, inputs: list[str], output: str, domain: str = "", **attributes: object) -> str:
+        helper = import_extra("onnx").helper
+        self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, domain=domain, **attributes))
+        return output
+
+    def blocked_coefficients(self, prefix: str, layer: _DynamicConv, block: int) -> str:
+        """The coefficients as the blocked depthwise kernel ``[O_padded, 1, K, 1]`` (memory
+        ``[O_padded / B, K, B]``): a Reshape of a reordered predictor's output, else Pad (to whole
+        blocks), Reshape, Transpose and Reshape of the ``[O, 1, K]`` coefficients."""
+        out, num_bases, _ = layer.bases.shape
+        padded = -(-out // block) * block
+        shape = self.constant(f"{prefix}_kernel_shape", np.array([padded, 1, num_bases, 1], np.int64))
+        coefficients = layer.coefficients
+        if layer.blocked_coefficients:
+            return self.node("Reshape", [coefficients, shape], f"{prefix}_coefficient_kernel")
+        if padded > out:
+            pads = self.constant(f"{prefix}_pads", np.array([0, 0, 0, padded - out, 0, 0], np.int64))
+            coefficients = self.node("Pad", [coefficients, pads], f"{prefix}_coefficients")
+        grouped = self.constant(f"{prefix}_grouped", np.array([padded // block, block, num_bases], np.int64))
+        kernel = self.node("Reshape", [coefficients, grouped], f"{prefix}_coefficients_grouped")
+        kernel = self.node("Transpose", [kernel], f"{prefix}_coefficients_blocked", perm=[0, 2, 1])
+        return self.node("Reshape", [kernel, shape], f"{prefix}_coefficient_kernel")
+
+    def kernel(
+        self,
+        prefix: str,
+        layer: _DynamicConv,
+        block: int,
+        column: np.ndarray,
+        blocked_dims: Sequence[int] | None,
+        fusion: str,
+    ) -> str:
+        """The name of ``layer``'s kernel computed in the graph: in the blocked layout ``[O_padded /
+        B, R, B]`` of ``column`` (R kernel positions, -1 for padding) reshaped to ``blocked_dims``;
+        or, with ``blocked_dims`` None, the plain kernel of an unblocked Conv."""
+        out, num_bases, _ = layer.bases.shape
+        padded = -(-out // block) * block
+        positions = len(column)
+        bases = np.zeros((padded, num_bases, positions), np.float32)
+        bases[:out, :, column >= 0] = layer.bases[:, :, column[column >= 0]]
+        if fusion == "matmul":
+            coefficients = layer.coefficients
+            if padded > out:
+                pads = self.constant(f"{prefix}_pads", np.array([0, 0, 0, padded - out, 0, 0], np.int64))
+                coefficients = self.node("Pad", [coefficients, pads], f"{prefix}_coefficients")
+            fused = self.node("MatMul", [coefficients, self.constant(f"{prefix}_bases", bases)], f"{prefix}_fused")
+            grouped = self.constant(f"{prefix}_grouped", np.array([padded // block, block, positions], np.int64))
+            fused = self.node("Reshape", [fused, grouped], f"{prefix}_grouped_out")
+            fused = self.node("Transpose", [fused], f"{prefix}_blocked", perm=[0, 2, 1])
+        else:
+            # The input map [1, O_padded, K, R], stored in NCHWc order [O_padded / B, K, R, B].
+            bases = bases.reshape(padded // block, block, num_bases, positions).transpose(0, 2, 3, 1)
+            bases = np.ascontiguousarray(bases).reshape(1, padded, num_bases, positions)
+            fused = self.node(
+                "Conv",
+                [self.constant(f"{prefix}_bases", bases), self.blocked_coefficients(prefix, layer, block)],
+                f"{prefix}_blocked",
+                domain=NCHWC_DOMAIN,
+                group=padded,
+                kernel_shape=[num_bases, 1],
+            )
+            if blocked_dims is None:
+                fused = self.node("ReorderOutput", [fused], f"{prefix}_plain", domain=NCHWC_DOMAIN, channels=out)
+        dims = blocked_dims if blocked_dims is not None else layer.kernel_dims
+        return self.node("Reshape", [fused, self.constant(f"{prefix}_shape", np.array(dims, np.int64))], f"{prefix}_kernel")
+
+
+def block_dynamic_convolutions(
+    source: str | Path,
+    target: str | Path,
+    fusion: str = "depthwise",
+    reorder_predictors: bool = True,
+    global_pooling: bool = True,
+) -> BlockedLayout:
     """Write to ``target`` the graph ``source`` with its dynamic convolutions on ONNX Runtime's
     blocked path (see the module docstring); the same function, for this host only.
 
-    ``target`` loads with every optimisation level. A graph without dynamic layers comes back as
-    ONNX Runtime's optimised graph.
+    ``target`` loads with every optimisation level. A graph without dynamic layers, or a CPU
+    without blocked convolutions, gives ONNX Runtime's optimised graph. ``reorder_predictors``
+    and ``global_pooling`` (step 4, with the depthwise fusion only) can be turned off to measure
+    what they give.
     """
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
     onnx = import_extra("onnx")
-    ort = import_extra("onnxruntime")
-    from onnx import helper, numpy_helper
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
 
     model = onnx.load(str(source))
-    layers = _dynamic_convs(model)
+    block = channel_block()
+    blocked_fusion = block is not None and fusion == "depthwise"
+    if blocked_fusion and global_pooling:
+        _pool_globally(model)
+    layers = _dynamic_convs(model)  # after any change to the node list: it holds nodes of the graph
+    reordered = _reorder_predictors(model, layers, block) if blocked_fusion and reorder_predictors else 0
     shapes = _value_shapes(model)
     original_outputs = len(model.graph.output)
+    kept = []  # values the rewrite reads after ONNX Runtime's pass
     for index, layer in enumerate(layers):
-        kernel_shape = shapes[layer.kernel]
-        stub = _stub(index, int(np.prod(kernel_shape))).reshape(kernel_shape)
+        stub = _stub(index, int(np.prod(layer.kernel_dims))).reshape(layer.kernel_dims)
         model.graph.initializer.append(numpy_helper.from_array(stub, f"dynsweep_stub_{index}"))
-        for name in (layer.kernel, layer.coefficients):
-            model.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, shapes[name]))
+        kept += [layer.coefficients] if layer.blocked_coefficients else [layer.coefficients, layer.kernel]
         layer.conv.input[1] = f"dynsweep_stub_{index}"
+    for name in dict.fromkeys(kept):
+        model.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, shapes[name]))
+    nodes, _ = _live_nodes_in_order(list(model.graph.node), model.graph, {i.name for i in model.graph.initializer})
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    optimised = _optimised_by_onnxruntime(model)
 
-    with tempfile.TemporaryDirectory(prefix="dynsweep-onnx-layout-") as work:
-        stubbed, optimised_path = Path(work, "stubbed.onnx"), Path(work, "optimised.onnx")
-        onnx.save(model, str(stubbed))
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.optimized_model_filepath = str(optimised_path)
-        options.log_severity_level = 3  # its warning says what the module docstring says
-        ort.InferenceSession(str(stubbed), options, providers=["CPUExecutionProvider"])
-        optimised = onnx.load(str(optimised_path))
-
-    kernels = {f"dynsweep_stub_{index}": layer.kernel for index, layer in enumerate(layers)}
     del optimised.graph.output[original_outputs:]
     initializers = {init.name: init for init in optimised.graph.initializer}
-    added: list = []
-    inserted: dict[int, list] = {}
-    blocked = 0
-    for position, node in enumerate(optimised.graph.node):
+    emitter = _Emitter()
+    stubs = {f"dynsweep_stub_{index}": index for index in range(len(layers))}
+    blocked: dict[int, tuple[object, np.ndarray]] = {}  # layer -> (its blocked Conv, columns)
+    unblocked: dict[int, list[tuple[object, int]]] = {}  # layer -> [(node, input slot)] reading its stub
+    for node in optimised.graph.node:
         for slot, name in enumerate(node.input):
-            if name in kernels:  # a Conv ONNX Runtime did not block: its kernel is computed again
-                node.input[slot] = kernels[name]
-        if node.domain != "com.microsoft.nchwc" or node.op_type != "Conv" or node.input[1] not in initializers:
-            continue
-        reordered = numpy_helper.to_array(initializers[node.input[1]])
-        index = _marked_layer(reordered, len(layers))
-        if index is None:
-            continue
-        layer = layers[index]
-        out, num_bases, columns = layer.bases.shape
-        block, column = _blocked_columns(reordered, index, out, columns)
-        padded = -(-out // block) * block
-        positions = reordered.size // padded
-        bases = np.zeros((padded, num_bases, positions), np.float32)
-        bases[:out, :, column >= 0] = layer.bases[:, :, column[column >= 0]]
-        prefix = f"dynsweep_blocked_{index}"
-        constants = {
-            f"{prefix}_bases": bases,
-            f"{prefix}_grouped": np.array([padded // block, block, positions], np.int64),
-            f"{prefix}_shape": np.array(reordered.shape, np.int64),
-        }
-        nodes = []
-        coefficients = layer.coefficients
-        if padded > out:
-            constants[f"{prefix}_pads"] = np.array([0, 0, 0, padded - out, 0, 0], np.int64)
-            nodes.append(helper.make_node("Pad", [coefficients, f"{prefix}_pads"], [f"{prefix}_coefficients"]))
-            coefficients = f"{prefix}_coefficients"
-        nodes += [
-            helper.make_node("MatMul", [coefficients, f"{prefix}_bases"], [f"{prefix}_fused"]),
-            helper.make_node("Reshape", [f"{prefix}_fused", f"{prefix}_grouped"], [f"{prefix}_grouped_out"]),
-            helper.make_node("Transpose", [f"{prefix}_grouped_out"], [f"{prefix}_channels_inner"], perm=[0, 2, 1]),
-            helper.make_node("Reshape", [f"{prefix}_channels_inner", f"{prefix}_shape"], [f"{prefix}_kernel"]),
-        ]
-        for number, new in enumerate(nodes):
-            new.name = f"{prefix}_{number}"
-        added += [numpy_helper.from_array(value, name) for name, value in constants.items()]
-        inserted[position] = nodes
-        node.input[1] = f"{prefix}_kernel"
-        blocked += 1
+            if name in stubs:
+                unblocked.setdefault(stubs[name], []).append((node, slot))
+        if node.domain == NCHWC_DOMAIN and node.op_type == "Conv" and node.input[1] in initializers:
+            reordered_kernel = numpy_helper.to_array(initializers[node.input[1]])
+            index = _marked_layer(reordered_kernel, len(layers))
+            if index is not None:
+                out, _, columns = layers[index].bases.shape
+                found_block, column = _blocked_columns(reordered_kernel, index, out, columns)
+                if found_block != block:
+                    raise LayoutError(f"a kernel blocked by {found_block} channels, the probe said {block}")
+                blocked[index] = (node, column)
+    for index, layer in enumerate(layers):
+        prefix = f"dynsweep_layer_{index}"
+        if index in blocked:
+            conv, column = blocked[index]
+            dims = initializers[conv.input[1]].dims
+            conv.input[1] = emitter.kernel(prefix, layer, block, column, dims, fusion)
+        if index in unblocked:
+            if block is not None and fusion == "depthwise":
+                kernel = emitter.kernel(prefix, layer, block, np.arange(layer.bases.shape[2]), None, fusion)
+            else:  # the computed kernel of the portable graph
+                kernel = layer.kernel
+            for node, slot in unblocked[index]:
+                node.input[slot] = kernel
 
-    nodes = [new for position, node in enumerate(optimised.graph.node) for new in (*inserted.get(position, []), node)]
-    all_initializers = [*optimised.graph.initializer, *added]
-    nodes, used = _live_nodes_in_order(nodes, optimised.graph, {init.name for init in all_initializers})
+    all_initializers = [*optimised.graph.initializer, *emitter.initializers]
+    nodes, used = _live_nodes_in_order(
+        [*optimised.graph.node, *emitter.nodes], optimised.graph, {init.name for init in all_initializers}
+    )
     live = [init for init in all_initializers if init.name in used]
     for init in live:
-        if init.data_type != onnx.TensorProto.FLOAT:
-            continue
-        if _marked_layer(numpy_helper.to_array(init), len(layers)) is not None:
+        if init.data_type == onnx.TensorProto.FLOAT and _marked_layer(numpy_helper.to_array(init), len(layers)) is not None:
             raise LayoutError(f"ONNX Runtime made {init.name!r} of a dynamic layer's kernel; the rewrite does not know it")
     del optimised.graph.node[:]
     optimised.graph.node.extend(nodes)
     del optimised.graph.initializer[:]
     optimised.graph.initializer.extend(live)
     onnx.save(optimised, str(target))
-    return BlockedLayout(dynamic_layers=len(layers), blocked_layers=blocked)
+    return BlockedLayout(len(layers), len(blocked), reordered, block)
 
 
 def _live_nodes_in_order(nodes: list, graph, constants: set[str]) -> tuple[list, set[str]]:
-    """``nodes`` in an order that computes each input first, without those no output needs; and
-    every value name the kept nodes read or the graph returns."""
-    available = {value.name for value in graph.input} | constants | {""}
-    ordered, pending = [], nodes
+    """The ``nodes`` some graph output needs, in an order that computes each input first; and every
+    value name they read or the graph returns."""
+    producer = {out: node for node in nodes for out in node.output}
+    used = {value.name for value in graph.output}
+    pending, live = list(used), set()
     while pending:
-        waiting = []
-        for node in pending:
+        node = producer.get(pending.pop())
+        if node is None or id(node) in live:
+            continue
+        live.add(id(node))
+        for name in node.input:
+            if name and name not in used:
+                used.add(name)
+                pending.append(name)
+    available = {value.name for value in graph.input} | constants | {""}
+    ordered, waiting = [], [node for node in nodes if id(node) in live]
+    while waiting:
+        still = []
+        for node in waiting:
             if all(name in available for name in node.input):
                 ordered.append(node)
                 available.update(node.output)
             else:
-                waiting.append(node)
-        if len(waiting) == len(pending):
-            raise LayoutError(f"the rewritten graph has a cycle or a missing input at {waiting[0].name!r}")
-        pending = waiting
-    used = {value.name for value in graph.output}
-    kept = []
-    for node in reversed(ordered):
-        if any(name in used for name in node.output):
-            kept.append(node)
-            used.update(name for name in node.input if name)
-    return kept[::-1], used
+                still.append(node)
+        if len(still) == len(waiting):
+            raise LayoutError(f"the rewritten graph has a cycle or a missing input at {still[0].name!r}")
+        waiting = still
+    return ordered, used

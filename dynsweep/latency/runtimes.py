@@ -66,7 +66,8 @@ def compile_runner(model: nn.Module, x: Tensor) -> Runner:
 
 
 def cuda_graph_runner(model: nn.Module, x: Tensor) -> Runner:
-    """A replay of the inference form captured in a CUDA graph on a static copy of ``x``."""
+    """A replay of the inference form captured in a CUDA graph on a static copy of ``x``; returns
+    the graph's static output (overwritten by the next replay)."""
     folded = inference_form(model, x.device)
     static_x = x.clone()
     stream = torch.cuda.Stream()
@@ -77,11 +78,16 @@ def cuda_graph_runner(model: nn.Module, x: Tensor) -> Runner:
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.inference_mode(), torch.cuda.graph(graph):
-        folded(static_x)
-    return graph.replay
+        static_y = folded(static_x)
+
+    def run() -> Tensor:
+        graph.replay()
+        return static_y
+
+    return run
 
 
-def onnxruntime_session(path: str | Path, threads: int | None, level: str = "all", spinning: bool = True):
+def onnxruntime_session(path: str | Path, threads: int | None, level: str = "all", spinning: bool = False):
     """An ONNX Runtime CPU session on ``path``: ``threads`` intra-op threads, one inter-op thread,
     graph optimisation ``level`` (one of ONNXRUNTIME_LEVELS), pool threads spinning between calls
     or not (ONNX Runtime's ``session.intra_op.allow_spinning``)."""
