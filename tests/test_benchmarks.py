@@ -17,3 +17,17 @@ def test_gpu_models_check_dry_run_passes_on_cpu(capsys: pytest.CaptureFixture[st
     assert sum(line.startswith("[single]") for line in lines) == 33
     assert sum(line.startswith("[fold]") for line in lines) == 4
     assert "done: 0 failed check(s)" in output
+
+
+def test_gpu_models_check_latency_section_runs_on_cpu(capsys: pytest.CaptureFixture[str]) -> None:
+    """The latency section's CPU part: every preset against its baseline through dynsweep.latency
+    (eager), and measure_for_trial's report and cache; CUDA graphs only on a GPU."""
+    status = gpu_models_check.main(["--device", "cpu", "--quick", "--sections", "latency"])
+    output = capsys.readouterr().out
+    assert status == 0, output
+    rows = [line.split() for line in output.splitlines() if line.startswith("[latency] dy_")]
+    assert sorted((row[1], row[2]) for row in rows) == sorted(
+        (preset, "eager") for preset in ("dy_mobilenet_v2", "dy_resnet18", "dy_resnet50", "dy_shufflenet_v2")
+    )
+    assert "[latency] CUDA graphs skipped: not a CUDA device" in output
+    assert "[latency] measure_for_trial dy_resnet18/resnet18" in output and "cached again=True" in output

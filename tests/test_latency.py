@@ -149,13 +149,20 @@ def test_measure_for_trial_caches_per_network_and_setting(tmp_path: Path) -> Non
     assert record["cached"] is False and record["median_ms"] == first.report.median_ms
 
 
+def refuse_export(x: torch.Tensor) -> torch.Tensor:
+    if torch.compiler.is_exporting():
+        raise RuntimeError("this network refuses\nto be exported")
+    return x
+
+
+torch.fx.wrap("refuse_export")  # a call in the folded (fx-traced) model, run again under export
+
+
 class RefusedByTheExporter(nn.Module):
     """Runs in PyTorch, fails under torch.export: stands for a graph ONNX export cannot take."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_exporting():
-            raise RuntimeError("this network refuses\nto be exported")
-        return x.mean(dim=(1, 2, 3))
+        return refuse_export(x).mean(dim=(1, 2, 3))
 
 
 def test_failed_measurement_is_one_line_and_not_cached(tmp_path: Path) -> None:

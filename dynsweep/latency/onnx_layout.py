@@ -258,14 +258,17 @@ def _marked_layer(values: np.ndarray, layers: int) -> int | None:
     return layer if first == -(_MARKER + layer) and 0 <= layer < layers else None
 
 
-def _blocked_columns(reordered: np.ndarray, layer: int, out: int, columns: int) -> tuple[int, np.ndarray]:
+def _blocked_columns(
+    reordered: np.ndarray, layer: int, out: int, columns: int, blocks: Sequence[int] = _BLOCK_SIZES
+) -> tuple[int, np.ndarray]:
     """``(B, column of each of the R kernel positions, -1 for padding)`` such that ``reordered`` is
-    the stub laid out as ``[O_padded / B, R, B]``; a LayoutError if no block size explains it."""
+    the stub laid out as ``[O_padded / B, R, B]`` for a block size ``B`` of ``blocks``; a
+    LayoutError if none explains it."""
     flat = reordered.reshape(-1)
     stub = _stub(layer, out * columns).reshape(out, columns)
     source = flat.astype(np.int64) - 1
     source[0] = 0  # the marker sits where element 0 went
-    for block in _BLOCK_SIZES:
+    for block in blocks:
         padded = -(-out // block) * block
         if flat.size % padded:
             continue
@@ -454,10 +457,7 @@ def block_dynamic_convolutions(
             index = _marked_layer(reordered_kernel, len(layers))
             if index is not None:
                 out, _, columns = layers[index].bases.shape
-                found_block, column = _blocked_columns(reordered_kernel, index, out, columns)
-                if found_block != block:
-                    raise LayoutError(f"a kernel blocked by {found_block} channels, the probe said {block}")
-                blocked[index] = (node, column)
+                blocked[index] = (node, _blocked_columns(reordered_kernel, index, out, columns, [block])[1])
     for index, layer in enumerate(layers):
         prefix = f"dynsweep_layer_{index}"
         if index in blocked:
