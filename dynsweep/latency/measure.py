@@ -77,11 +77,13 @@ def time_models(
     settings: LatencySettings,
     extra: Mapping[str, Callable[[], object]] | None = None,
     runtimes: Sequence[str] | None = None,
+    graph_cache: str | Path | None = None,
 ) -> dict[tuple[str, str], list[float]]:
     """Seconds per round of each ``(name, runtime)``, all timed interleaved in this process.
 
     ``runtimes`` defaults to the settings' runtime; ``extra`` adds timed calls (key ``(name, "")``),
     e.g. a read of a model's bases. PyTorch runs with the settings' threads meanwhile.
+    ``graph_cache``: a folder where exported graphs are kept and reused (``runtimes.onnx_graph``).
     """
     shape = input_shape(input_size, settings)
     x = example_input(shape, settings.device)
@@ -90,7 +92,7 @@ def time_models(
         calls: dict[tuple[str, str], Callable[[], object]] = {}
         for runtime in runtimes or [settings.runtime]:
             for name, model in models.items():
-                calls[name, runtime] = runner(model, x, runtime, work_dir, settings.threads, name)
+                calls[name, runtime] = runner(model, x, runtime, work_dir, settings.threads, name, graph_cache)
         for name, call in (extra or {}).items():
             calls[name, ""] = call
         return interleaved(calls, settings.repeats, settings.warmup, clock)
@@ -164,11 +166,16 @@ def report_of(
 
 
 def measure_with(
-    model: nn.Module, input_size: Sequence[int], settings: LatencySettings, reference: nn.Module | None = None
+    model: nn.Module,
+    input_size: Sequence[int],
+    settings: LatencySettings,
+    reference: nn.Module | None = None,
+    graph_cache: str | Path | None = None,
 ) -> LatencyReport:
-    """:func:`measure` with its settings as one :class:`LatencySettings`."""
+    """:func:`measure` with its settings as one :class:`LatencySettings`; ``graph_cache`` keeps
+    exported graphs for reuse (see :func:`time_models`)."""
     models = {MODEL: model} if reference is None else {MODEL: model, REFERENCE: reference}
-    timed = time_models(models, input_size, settings)
+    timed = time_models(models, input_size, settings, graph_cache=graph_cache)
     samples = {name: seconds for (name, _), seconds in timed.items()}
     return report_of(samples, settings, input_shape(input_size, settings))
 

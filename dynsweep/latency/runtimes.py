@@ -11,6 +11,10 @@ the CPU execution provider; ``cuda_graph`` replays the eager form captured in a 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
+import shutil
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,7 +23,7 @@ from torch import Tensor, nn
 
 from dynsweep.latency.onnx_layout import block_dynamic_convolutions
 from dynsweep.latency.settings import RUNTIMES
-from dynsweep.nn import fold_batchnorm
+from dynsweep.nn.inference import batch1_form
 from dynsweep.nn.export import import_extra, to_onnx
 
 Runner = Callable[[], object]
@@ -27,8 +31,9 @@ ONNXRUNTIME_LEVELS = ("disable", "basic", "extended", "all")
 
 
 def inference_form(model: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
-    """A copy of ``model`` in eval mode with BatchNorm folded, on ``device``."""
-    return fold_batchnorm(model).to(device)
+    """A copy of ``model`` in eval mode with BatchNorm folded and the lean batch-1 path
+    (:func:`dynsweep.nn.inference.batch1_form`), on ``device``."""
+    return batch1_form(model).to(device)
 
 
 @contextlib.contextmanager
@@ -110,42 +115,87 @@ def onnxruntime_session(path: str | Path, threads: int | None, level: str = "all
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def onnx_graph(model: nn.Module, x: Tensor, work_dir: str | Path, name: str = "model", blocked: bool = True) -> Path:
+def structure_key(model: nn.Module) -> str:
+    """A digest of what a network computes with, not of its values: its modules with their
+    settings (``repr``) and every parameter's and buffer's name, shape and dtype."""
+    tensors = [(name, tuple(t.shape), str(t.dtype)) for name, t in (*model.named_parameters(), *model.named_buffers())]
+    return hashlib.sha256(f"{model!r}\n{tensors!r}".encode()).hexdigest()[:20]
+
+
+def onnx_graph(
+    model: nn.Module,
+    x: Tensor,
+    work_dir: str | Path,
+    name: str = "model",
+    blocked: bool = True,
+    graph_cache: str | Path | None = None,
+) -> Path:
     """The exported graph of ``model`` at ``x``'s shape in ``work_dir``; with ``blocked``, rewritten
-    so that ONNX Runtime runs its dynamic convolutions blocked (for this host)."""
+    so that ONNX Runtime runs its dynamic convolutions blocked (for this host).
+
+    With a ``graph_cache`` folder the graph is kept there under the network's structure, the
+    shape, the host and the versions, and reused: a sweep exports its reference network once.
+    Only the timing uses the graph, so a network with the same structure may stand for another.
+    """
     work_dir = Path(work_dir)
+    cached = None
+    if graph_cache is not None:
+        import onnxruntime
+
+        fields = [structure_key(model), list(x.shape), blocked, socket.gethostname(), torch.__version__, onnxruntime.__version__]
+        cached = Path(graph_cache) / f"{hashlib.sha256(repr(fields).encode()).hexdigest()[:24]}.onnx"
+        if cached.exists():
+            return cached
     exported = work_dir / f"{name}.onnx"
     to_onnx(model, x.cpu(), exported)
-    if not blocked:
-        return exported
-    target = work_dir / f"{name}.blocked.onnx"
-    block_dynamic_convolutions(exported, target)
+    target = exported
+    if blocked:
+        target = work_dir / f"{name}.blocked.onnx"
+        block_dynamic_convolutions(exported, target)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+        shutil.copyfile(target, temporary)
+        temporary.replace(cached)
+        return cached
     return target
 
 
 def onnxruntime_runner(
-    model: nn.Module, x: Tensor, work_dir: str | Path, threads: int | None, name: str = "model", **session: object
+    model: nn.Module,
+    x: Tensor,
+    work_dir: str | Path,
+    threads: int | None,
+    name: str = "model",
+    graph_cache: str | Path | None = None,
 ) -> Runner:
     """One call of an ONNX Runtime session on the exported, blocked graph of ``model``."""
     import_extra("onnxruntime")
     if x.device.type != "cpu":
         raise ValueError(f"the onnxruntime runtime runs on the CPU, got an input on {x.device}")
-    ort_session = onnxruntime_session(onnx_graph(model, x, work_dir, name), threads, **session)
+    ort_session = onnxruntime_session(onnx_graph(model, x, work_dir, name, graph_cache=graph_cache), threads)
     (input_name,) = [i.name for i in ort_session.get_inputs()]
     feed = {input_name: x.numpy()}
     return lambda: ort_session.run(None, feed)
 
 
 def runner(
-    model: nn.Module, x: Tensor, runtime: str, work_dir: str | Path, threads: int | None, name: str = "model"
+    model: nn.Module,
+    x: Tensor,
+    runtime: str,
+    work_dir: str | Path,
+    threads: int | None,
+    name: str = "model",
+    graph_cache: str | Path | None = None,
 ) -> Runner:
-    """One inference call of ``model`` on ``x`` in ``runtime`` (see the module docstring)."""
+    """One inference call of ``model`` on ``x`` in ``runtime`` (see the module docstring);
+    ``graph_cache``: see :func:`onnx_graph`."""
     if runtime == "eager":
         return eager_runner(model, x)
     if runtime == "compile":
         return compile_runner(model, x)
     if runtime == "onnxruntime":
-        return onnxruntime_runner(model, x, work_dir, threads, name)
+        return onnxruntime_runner(model, x, work_dir, threads, name, graph_cache)
     if runtime == "cuda_graph":
         if x.device.type != "cuda":
             raise ValueError(f"the cuda_graph runtime needs a CUDA input, got one on {x.device}")

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from dynsweep.latency.measure import LatencyReport, host_name, input_shape, measure_with, runtime_versions
+from dynsweep.latency.runtimes import structure_key
 from dynsweep.latency.settings import LatencySettings
 
 LOCK_ENV = "DYNSWEEP_LATENCY_LOCK"
@@ -67,13 +68,6 @@ def host_lock(path: str | Path | None = None) -> Iterator[float]:
             yield time.perf_counter() - start
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def structure_key(model: nn.Module) -> str:
-    """A digest of what a network computes with, not of its values: its modules with their
-    settings (``repr``) and every parameter's and buffer's name, shape and dtype."""
-    tensors = [(name, tuple(t.shape), str(t.dtype)) for name, t in (*model.named_parameters(), *model.named_buffers())]
-    return hashlib.sha256(f"{model!r}\n{tensors!r}".encode()).hexdigest()[:20]
 
 
 def cache_key(
@@ -145,7 +139,7 @@ def measure_for_trial(
             return LatencyRecord(LatencyReport.from_dict(entries[key]["report"]), key, True, 0.0, waited)
         start = time.perf_counter()
         try:
-            report = measure_with(model, input_size, settings, reference)
+            report = measure_with(model, input_size, settings, reference, graph_cache=Path(cache_dir) / "graphs")
         except Exception as error:  # noqa: BLE001 - any failure fails the trial with its reason
             reason = " ".join(str(error).split()) or type(error).__name__
             where = f"{settings.runtime} on {settings.device}"
