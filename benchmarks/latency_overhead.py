@@ -68,20 +68,22 @@ def main(argv: list[str] | None = None) -> None:
     }
     threads = int(config.training_for("resnet18").get("threads") or torch.get_num_threads())
     print(f"quickstart trials, training as the sweep runs it; latency with {threads} thread(s), {args.repeats} repeats, empty cache")
+    print("  (each runtime's cache is shared by the trials in order, as in a sweep: the first trial of an")
+    print("   architecture exports its reference graph, later ones reuse it)")
     with tempfile.TemporaryDirectory(prefix="dynsweep-overhead-") as work:
+        caches = {runtime: Path(work, f"cache_{runtime}") for runtime in args.runtimes}
         for label, params in trials.items():
             train = training_seconds(params, Path(work))
             model = make_task(params, data).model
             reference = make_task({**params, "spec": dict(config.architecture(params["model"]).base)}, data).model
             size = (data.in_channels, data.image_size, data.image_size)
             cells = []
-            for runtime in args.runtimes:
+            for runtime, cache in caches.items():
                 settings = LatencySettings(runtime=runtime, threads=threads, repeats=args.repeats)
-                with tempfile.TemporaryDirectory() as cache:
-                    start = time.perf_counter()
-                    measure_for_trial(model, reference, settings, cache, size, lock_path=Path(cache, "lock"))
-                    seconds = time.perf_counter() - start
-                cells.append(f"{runtime} {seconds:6.1f} s ({seconds / train:5.1%})")
+                start = time.perf_counter()
+                record = measure_for_trial(model, reference, settings, cache, size, lock_path=Path(work, "lock"))
+                seconds = time.perf_counter() - start
+                cells.append(f"{runtime} {seconds:6.1f} s ({seconds / train:5.1%}){' cached' if record.cached else ''}")
             print(f"  {label:28s} training {train:6.1f} s | " + " | ".join(cells), flush=True)
 
 

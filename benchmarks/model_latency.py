@@ -32,8 +32,9 @@ import torch
 import torchvision
 
 from dynsweep.latency import LatencySettings, time_models
+from dynsweep.latency.measure import example_input
 from dynsweep.models import build_model
-from dynsweep.nn import DynamicConv2d
+from dynsweep.nn import DynamicConv2d, fold_batchnorm
 
 RUNTIMES = ("eager", "onnxruntime", "compile")
 WITHIN_BOUND = 1.10  # Dy <= 1.10 x (Fix + read)
@@ -78,8 +79,21 @@ def bases_reader(model: torch.nn.Module):
     return read, sum(w.numel() * w.element_size() for w in bases)
 
 
-def measure(pair: LatencyPair, runtimes: list[str], settings: LatencySettings, size: int) -> list[dict]:
-    """One row per runtime: milliseconds of baseline, Dy, Fix and the read, and the ratios."""
+def eager_call(model: torch.nn.Module, x: torch.Tensor):
+    def run() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    return run
+
+
+def measure(
+    pair: LatencyPair, runtimes: list[str], settings: LatencySettings, size: int, folded_eager: bool = False
+) -> list[dict]:
+    """One row per runtime: milliseconds of baseline, Dy, Fix and the read, and the ratios.
+
+    ``folded_eager`` also times baseline and Dy in the folded eager form without the lean batch-1
+    path (``fold_batchnorm`` alone, the parent commit's eager form), in the same rounds."""
     torch.manual_seed(0)
     models = {
         "baseline": getattr(torchvision.models, pair.baseline)(weights=None),
@@ -87,7 +101,12 @@ def measure(pair: LatencyPair, runtimes: list[str], settings: LatencySettings, s
         "static_twin": build_model(pair.static_twin),
     }
     read, bases_bytes = bases_reader(models["dynamic"])
-    timed = time_models(models, (3, size, size), settings, extra={"read_bases": read}, runtimes=runtimes)
+    extra = {"read_bases": read}
+    if folded_eager:  # the eager form without the lean batch-1 path, as the parent commit ran it
+        x = example_input((1, 3, size, size), "cpu")
+        for name in ("baseline", "dynamic"):
+            extra[f"{name}_folded"] = eager_call(fold_batchnorm(models[name]), x)
+    timed = time_models(models, (3, size, size), settings, extra=extra, runtimes=runtimes)
     ms = {key: statistics.median(seconds) * 1e3 for key, seconds in timed.items()}
     iqr = {key: statistics.quantiles(seconds, n=4, method="inclusive") for key, seconds in timed.items()}
     read_ms = ms["read_bases", ""]
@@ -96,10 +115,15 @@ def measure(pair: LatencyPair, runtimes: list[str], settings: LatencySettings, s
         base, dyn, fix = (ms[name, runtime] for name in ("baseline", "dynamic", "static_twin"))
         speedup = base / dyn
         bound = base / (fix + read_ms)
+        if runtime == "eager" and folded_eager:
+            folded_speedup = ms["baseline_folded", ""] / ms["dynamic_folded", ""]
+        else:
+            folded_speedup = None
         rows.append(
             dict(
                 preset=pair.preset,
                 runtime=runtime,
+                folded_speedup=folded_speedup,
                 baseline_ms=base,
                 dynamic_ms=dyn,
                 dynamic_q1_ms=iqr["dynamic", runtime][0] * 1e3,
@@ -134,6 +158,9 @@ def main(argv: list[str] | None = None) -> bool:
     parser.add_argument("--size", type=int, default=224, help="image side (default: 224)")
     parser.add_argument("--only", nargs="+", choices=[p.preset for p in PAIRS], help="presets to measure")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    parser.add_argument(
+        "--folded-eager", action="store_true", help="also time eager without the lean batch-1 path (the parent's form)"
+    )
     args = parser.parse_args(argv)
     settings = LatencySettings(threads=args.threads or torch.get_num_threads(), repeats=args.repeats)
     print(
@@ -148,7 +175,7 @@ def main(argv: list[str] | None = None) -> bool:
     for pair in PAIRS:
         if args.only and pair.preset not in args.only:
             continue
-        for row in measure(pair, args.runtimes, settings, args.size):
+        for row in measure(pair, args.runtimes, settings, args.size, args.folded_eager):
             text, passed = verdict(pair, row)
             ok &= passed
             rows.append(row)
@@ -159,6 +186,8 @@ def main(argv: list[str] | None = None) -> bool:
                 f"{row['speedup']:7.2f}x {row['twin_speedup']:5.2f}x {row['bound']:5.2f}x {row['reached']:7.2f}  {text}",
                 flush=True,
             )
+            if row["folded_speedup"] is not None:
+                print(f"{'':17s} eager without the lean batch-1 path (the parent's form): speed-up {row['folded_speedup']:.2f}x")
     if args.json:
         with open(args.json, "w") as out:
             json.dump(dict(threads=settings.threads, repeats=args.repeats, size=args.size, rows=rows), out, indent=1)

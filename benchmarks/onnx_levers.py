@@ -11,8 +11,10 @@ Variants of the Dy model (each a graph file and a session):
 - ``blocked_depthwise``: the fusion as one blocked depthwise Conv per layer, the coefficients
   reordered per layer (Pad, Reshape, Transpose);
 - ``blocked_reordered``: the predictors' last Gemm emits the coefficients in that order;
-- ``blocked``: also the predictors' pooling as GlobalAveragePool on the blocked tensor (all of
-  the rewrite: what the ``onnxruntime`` runtime of ``dynsweep.latency`` runs);
+- ``blocked_pooled``: also the predictors' pooling as GlobalAveragePool on the blocked tensor;
+- ``blocked``: also the Gemms after a global pooling (predictors, classifier) as 1 x 1 Convs on
+  the pooled tensor (all of the rewrite: what the ``onnxruntime`` runtime of ``dynsweep.latency``
+  runs);
 - ``blocked_spinning``: ``blocked`` with ONNX Runtime's pool threads spinning between calls
   (its default; ``dynsweep.latency`` turns it off so that interleaved runtimes do not compete);
 - ``blocked_extended``: ``blocked`` loaded at optimisation level ``extended`` instead of ``all``.
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
             "blocked_matmul": dict(fusion="matmul"),
             "blocked_depthwise": dict(reorder_predictors=False, global_pooling=False),
             "blocked_reordered": dict(global_pooling=False),
+            "blocked_pooled": dict(pointwise_predictors=False),
             "blocked": {},
         }
         for name, options in variants.items():
@@ -100,13 +103,16 @@ def main(argv: list[str] | None = None) -> None:
         calls = {name: (lambda s=session: s.run(None, feed)) for name, session in sessions.items()}
         samples = interleaved(calls, args.repeats, warmup=3)
     ms = {name: statistics.median(values) * 1e3 for name, values in samples.items()}
+    twin = samples["static_twin"]
     print(
         f"{pair.preset} in ONNX Runtime, {args.threads} threads, batch 1, "
-        f"{args.size}x{args.size}, all sessions interleaved, median of {args.repeats} (ms; speed-up = baseline / it)"
+        f"{args.size}x{args.size}, all sessions interleaved, median of {args.repeats} (ms [quartiles]; speed-up = "
+        f"baseline / it; / Fix: median of the round-by-round ratio to the static twin)"
     )
     for name, value in ms.items():
         q1, _, q3 = statistics.quantiles([v * 1e3 for v in samples[name]], n=4, method="inclusive")
-        print(f"  {name:22s} {value:8.2f} ms [{q1:7.2f}-{q3:7.2f}]  {ms['baseline'] / value:5.2f}x")
+        to_twin = statistics.median(a / b for a, b in zip(samples[name], twin))
+        print(f"  {name:22s} {value:8.2f} ms [{q1:7.2f}-{q3:7.2f}]  {ms['baseline'] / value:5.2f}x  / Fix {to_twin:5.2f}")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,11 @@ tensors around it in NCHW. :func:`block_dynamic_convolutions` gives those Convs 
    in one read of the bases. A Conv ONNX Runtime left unblocked (grouped convolutions whose
    groups are not whole blocks) gets the same fusion and one ReorderOutput to the plain kernel;
 4. the block predictor's last Gemm gets its rows permuted (and padded with zero rows to whole
-   blocks) so that it emits the coefficients in the blocked depthwise kernel's order, and the
+   blocks) so that it emits the coefficients in the blocked depthwise kernel's order; the
    predictors' global average pooling becomes GlobalAveragePool, which ONNX Runtime runs on
-   the blocked tensor instead of reordering it back first.
+   the blocked tensor instead of reordering it back first, and the layers after a global
+   pooling (predictors, classifier) become 1 x 1 Convs on the pooled tensor, which ONNX Runtime
+   runs blocked instead of as matrix-vector products.
 
 ``fusion="matmul"`` keeps the portable graph's MatMul fusion and moves each block's channels
 innermost with a Transpose (for comparison; slower). The result holds ONNX Runtime's own
@@ -167,6 +169,59 @@ def _pool_globally(model) -> int:
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     return replaced
+
+
+def _pooled_gemms_as_convs(model) -> int:
+    """Run the layers after a global pooling (``GlobalAveragePool -> Flatten -> Gemm [-> Relu ->
+    Gemm] [-> Sigmoid]``: the predictors and the classifier) on the pooled ``[N, C, 1, 1]`` tensor,
+    each Gemm as a 1 x 1 Conv, and flatten after them: ONNX Runtime then runs them blocked, on
+    the blocked pooled tensor, instead of as matrix-vector products. Only where ``C`` is a
+    multiple of 4 (else ONNX Runtime leaves the Conv unblocked, slower than the Gemm). Edits the
+    nodes in place (their order is restored later); returns how many Gemms."""
+    onnx = import_extra("onnx")
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    producer, consumers, shapes = _producers(model), _consumers(model), _value_shapes(model)
+    initializers = {init.name: init for init in model.graph.initializer}
+    converted = 0
+    for flatten in list(model.graph.node):
+        source = producer.get(flatten.input[0]) if flatten.input else None
+        axis = {a.name: helper.get_attribute_value(a) for a in flatten.attribute}.get("axis", 1)
+        if flatten.op_type != "Flatten" or axis != 1 or source is None or source.op_type != "GlobalAveragePool":
+            continue
+        channels = (shapes.get(flatten.input[0]) or [0, 0])[1]
+        if channels <= 0 or channels % 4:  # ONNX Runtime blocks (reorders) only multiples of 4 channels
+            continue
+        flat, pooled, chain = flatten.output[0], flatten.input[0], 0
+        while len(users := consumers.get(flat, [])) == 1:
+            node = users[0]
+            attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            if node.op_type == "Gemm" and (
+                attributes.get("transB") == 1
+                and attributes.get("transA", 0) == 0
+                and attributes.get("alpha", 1.0) == 1.0
+                and attributes.get("beta", 1.0) == 1.0
+                and len(node.input) == 3
+                and all(name in initializers for name in node.input[1:])
+            ):
+                weight = numpy_helper.to_array(initializers[node.input[1]])
+                kernel = f"{node.input[1]}_pointwise"
+                if kernel not in initializers:
+                    initializers[kernel] = numpy_helper.from_array(weight[:, :, None, None], kernel)
+                    model.graph.initializer.append(initializers[kernel])
+                node.op_type = "Conv"
+                del node.attribute[:]
+                node.input[0], node.input[1] = pooled, kernel
+                converted += 1
+            elif node.op_type in ("Relu", "Sigmoid"):
+                node.input[0] = pooled
+            else:
+                break
+            flat = node.output[0]
+            node.output[0] = pooled = f"{flat}_pointwise"
+            chain += 1
+        if chain:
+            flatten.input[0], flatten.output[0] = pooled, flat
+    return converted
 
 
 def _blocked_rows(out: int, num_bases: int, block: int) -> np.ndarray:
@@ -406,14 +461,15 @@ def block_dynamic_convolutions(
     fusion: str = "depthwise",
     reorder_predictors: bool = True,
     global_pooling: bool = True,
+    pointwise_predictors: bool = True,
 ) -> BlockedLayout:
     """Write to ``target`` the graph ``source`` with its dynamic convolutions on ONNX Runtime's
     blocked path (see the module docstring); the same function, for this host only.
 
     ``target`` loads with every optimisation level. A graph without dynamic layers, or a CPU
-    without blocked convolutions, gives ONNX Runtime's optimised graph. ``reorder_predictors``
-    and ``global_pooling`` (step 4, with the depthwise fusion only) can be turned off to measure
-    what they give.
+    without blocked convolutions, gives ONNX Runtime's optimised graph. ``reorder_predictors``,
+    ``global_pooling`` and ``pointwise_predictors`` (step 4, with the depthwise fusion only) can be
+    turned off to measure what they give.
     """
     if fusion not in FUSIONS:
         raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
@@ -427,7 +483,8 @@ def block_dynamic_convolutions(
         _pool_globally(model)
     layers = _dynamic_convs(model)  # after any change to the node list: it holds nodes of the graph
     reordered = _reorder_predictors(model, layers, block) if blocked_fusion and reorder_predictors else 0
-    shapes = _value_shapes(model)
+    if blocked_fusion and global_pooling and pointwise_predictors:
+        _pooled_gemms_as_convs(model)
     original_outputs = len(model.graph.output)
     kept = []  # values the rewrite reads after ONNX Runtime's pass
     for index, layer in enumerate(layers):
@@ -436,7 +493,7 @@ def block_dynamic_convolutions(
         kept += [layer.coefficients] if layer.blocked_coefficients else [layer.coefficients, layer.kernel]
         layer.conv.input[1] = f"dynsweep_stub_{index}"
     for name in dict.fromkeys(kept):
-        model.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, shapes[name]))
+        model.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     nodes, _ = _live_nodes_in_order(list(model.graph.node), model.graph, {i.name for i in model.graph.initializer})
     del model.graph.node[:]
     model.graph.node.extend(nodes)
