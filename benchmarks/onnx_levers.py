@@ -11,10 +11,10 @@ Variants of the Dy model (each a graph file and a session):
 - ``blocked_depthwise``: the fusion as one blocked depthwise Conv per layer, the coefficients
   reordered per layer (Pad, Reshape, Transpose);
 - ``blocked_reordered``: the predictors' last Gemm emits the coefficients in that order;
-- ``blocked_pooled``: also the predictors' pooling as GlobalAveragePool on the blocked tensor;
-- ``blocked``: also the Gemms after a global pooling (predictors, classifier) as 1 x 1 Convs on
-  the pooled tensor (all of the rewrite: what the ``onnxruntime`` runtime of ``dynsweep.latency``
-  runs);
+- ``blocked``: also the predictors' pooling as GlobalAveragePool on the blocked tensor (the
+  rewrite's default: what the ``onnxruntime`` runtime of ``dynsweep.latency`` runs);
+- ``blocked_pointwise``: also the Gemms after a global pooling (predictors, classifier) as 1 x 1
+  Convs on the pooled tensor;
 - ``blocked_spinning``: ``blocked`` with ONNX Runtime's pool threads spinning between calls
   (its default; ``dynsweep.latency`` turns it off so that interleaved runtimes do not compete);
 - ``blocked_extended``: ``blocked`` loaded at optimisation level ``extended`` instead of ``all``.
@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> None:
             "blocked_matmul": dict(fusion="matmul"),
             "blocked_depthwise": dict(reorder_predictors=False, global_pooling=False),
             "blocked_reordered": dict(global_pooling=False),
-            "blocked_pooled": dict(pointwise_predictors=False),
             "blocked": {},
+            "blocked_pointwise": dict(pointwise_predictors=True),
         }
         for name, options in variants.items():
             files[name] = Path(work, f"{name}.onnx")

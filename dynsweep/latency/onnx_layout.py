@@ -19,11 +19,11 @@ tensors around it in NCHW. :func:`block_dynamic_convolutions` gives those Convs 
    in one read of the bases. A Conv ONNX Runtime left unblocked (grouped convolutions whose
    groups are not whole blocks) gets the same fusion and one ReorderOutput to the plain kernel;
 4. the block predictor's last Gemm gets its rows permuted (and padded with zero rows to whole
-   blocks) so that it emits the coefficients in the blocked depthwise kernel's order; the
+   blocks) so that it emits the coefficients in the blocked depthwise kernel's order, and the
    predictors' global average pooling becomes GlobalAveragePool, which ONNX Runtime runs on
-   the blocked tensor instead of reordering it back first, and the layers after a global
-   pooling (predictors, classifier) become 1 x 1 Convs on the pooled tensor, which ONNX Runtime
-   runs blocked instead of as matrix-vector products.
+   the blocked tensor instead of reordering it back first. (``pointwise_predictors=True`` also
+   runs the layers after a global pooling as blocked 1 x 1 Convs instead of matrix-vector
+   products; measured slower, so off: docs/latency.md.)
 
 ``fusion="matmul"`` keeps the portable graph's MatMul fusion and moves each block's channels
 innermost with a Transpose (for comparison; slower). The result holds ONNX Runtime's own
@@ -461,15 +461,15 @@ def block_dynamic_convolutions(
     fusion: str = "depthwise",
     reorder_predictors: bool = True,
     global_pooling: bool = True,
-    pointwise_predictors: bool = True,
+    pointwise_predictors: bool = False,
 ) -> BlockedLayout:
     """Write to ``target`` the graph ``source`` with its dynamic convolutions on ONNX Runtime's
     blocked path (see the module docstring); the same function, for this host only.
 
     ``target`` loads with every optimisation level. A graph without dynamic layers, or a CPU
     without blocked convolutions, gives ONNX Runtime's optimised graph. ``reorder_predictors``,
-    ``global_pooling`` and ``pointwise_predictors`` (step 4, with the depthwise fusion only) can be
-    turned off to measure what they give.
+    ``global_pooling`` and ``pointwise_predictors`` (step 4, with the depthwise fusion only) switch
+    the parts of step 4, to measure what each gives.
     """
     if fusion not in FUSIONS:
         raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")

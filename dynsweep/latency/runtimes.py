@@ -1,8 +1,9 @@
 """One inference call of a model in each runtime, ready to be timed.
 
 Every runtime starts from the same inference form: eval mode, BatchNorm folded into the preceding
-(dynamic) convolution, no autograd. ``eager`` calls it (at batch 1 the dynamic layers take their
-batch-1 path); ``compile`` calls ``torch.compile`` of it; ``onnxruntime`` exports it
+(dynamic) convolution, no autograd. ``eager`` calls it (at batch 1 its lean batch-1 path,
+:func:`dynsweep.nn.inference.batch1_form`); ``compile`` calls ``torch.compile`` of it (the folded
+path: compiled code is not the batch-1 path); ``onnxruntime`` exports it
 (:func:`dynsweep.nn.export.to_onnx`, the graph ``dynsweep export`` writes), gives its dynamic
 convolutions ONNX Runtime's blocked kernels (:mod:`dynsweep.latency.onnx_layout`) and runs it on
 the CPU execution provider; ``cuda_graph`` replays the eager form captured in a CUDA graph.
@@ -23,6 +24,7 @@ from torch import Tensor, nn
 
 from dynsweep.latency.onnx_layout import block_dynamic_convolutions
 from dynsweep.latency.settings import RUNTIMES
+from dynsweep.nn import fold_batchnorm
 from dynsweep.nn.inference import batch1_form
 from dynsweep.nn.export import import_extra, to_onnx
 
@@ -60,8 +62,9 @@ def eager_runner(model: nn.Module, x: Tensor) -> Runner:
 
 
 def compile_runner(model: nn.Module, x: Tensor) -> Runner:
-    """One forward of ``torch.compile`` of the inference form (compiled at the first call)."""
-    compiled = torch.compile(inference_form(model, x.device), dynamic=False)
+    """One forward of ``torch.compile`` of the folded model (compiled at the first call). Each
+    model is its own traced module, so compiling one does not count against another's recompiles."""
+    compiled = torch.compile(fold_batchnorm(model).to(x.device), dynamic=False)
 
     def run() -> Tensor:
         with torch.inference_mode():
