@@ -2,8 +2,8 @@
 
 Every runtime starts from the same inference form: eval mode, BatchNorm folded into the preceding
 (dynamic) convolution, no autograd. ``eager`` calls it (at batch 1 its lean batch-1 path,
-:func:`dynsweep.nn.inference.batch1_form`); ``compile`` calls ``torch.compile`` of it (the folded
-path: compiled code is not the batch-1 path); ``onnxruntime`` exports it
+:func:`dynsweep.nn.inference.batch1_form`); ``compile`` calls ``torch.compile`` of the folded
+model; ``onnxruntime`` exports it
 (:func:`dynsweep.nn.export.to_onnx`, the graph ``dynsweep export`` writes), gives its dynamic
 convolutions ONNX Runtime's blocked kernels (:mod:`dynsweep.latency.onnx_layout`) and runs it on
 the CPU execution provider; ``cuda_graph`` replays the eager form captured in a CUDA graph.
