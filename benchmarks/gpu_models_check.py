@@ -1,10 +1,11 @@
 """One-shot CUDA check of the models: training under bf16, device-vs-CPU outputs, the batch-1 fast
-path, BatchNorm folding, batch-1 latency (eager and CUDA graphs) and one segmentation step.
+path, BatchNorm folding, batch-1 latency through ``dynsweep.latency`` (eager and CUDA graphs, CUDA
+events; ``measure_for_trial``'s report and cache on the device) and one segmentation step.
 
 Run on a GPU machine: ``python -m benchmarks.gpu_models_check``. It replaces the ad-hoc model
 checks recorded in docs/gpu.md (whose scripts were not kept), so those observations can be re-run.
 Dry run on CPU: ``python -m benchmarks.gpu_models_check --device cpu --quick`` (small batches and
-images; the CUDA-graph timings are skipped). Every section runs even when an earlier one fails;
+images; the CUDA-graph timings are skipped; the tests run its latency section this way). Every section runs even when an earlier one fails;
 failed checks are listed at the end and the exit status is 1. Result lines start with a section
 tag (``[models]``, ``[single]``, ``[fold]``, ``[latency]``, ``[seg]``) for grepping.
 """
@@ -14,19 +15,22 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+import tempfile
 import time
 import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-from benchmarks.model_latency import MEMORY_FORMATS, PAIRS, LatencyPair, inference_form
+from benchmarks.model_latency import PAIRS, LatencyPair
 from benchmarks.timing import interleaved_medians
+from dynsweep.latency import LatencySettings, Spread, measure_for_trial, runner, time_models
 from dynsweep.models import build_model, list_models
 from dynsweep.models.segmentation import build_segmentation_model
 from dynsweep.nn import COEFFICIENT_MODES, DynamicConv2d, fold_batchnorm
@@ -296,84 +300,81 @@ def check_fold(settings: Settings, report: Report) -> None:
             sys.stdout.flush()
 
 
-# --- 4. batch-1 latency: eager and CUDA graphs ----------------------------------------------------
+# --- 4. batch-1 latency through dynsweep.latency: eager and CUDA graphs ---------------------------
 
 
-def _eager(model: nn.Module, x: Tensor) -> Callable[[], Tensor]:
-    def run() -> Tensor:
-        with torch.inference_mode():
-            return model(x)
-
-    return run
-
-
-def _graphed(model: nn.Module, x: Tensor) -> tuple[Callable[[], None], Tensor]:
-    """The inference forward captured in a CUDA graph on a static input: (replay, static output)."""
-    static_x = x.clone()
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream), torch.inference_mode():
-        for _ in range(3):  # warm up outside the capture (cuDNN handles, allocator)
-            model(static_x)
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.inference_mode(), torch.cuda.graph(graph):
-        static_y = model(static_x)
-    return graph.replay, static_y
-
-
-def check_latency(settings: Settings, report: Report, formats: list[str]) -> None:
+def check_latency(settings: Settings, report: Report) -> None:
     device, size, repeats = settings.device, settings.size, settings.latency_repeats
-    graphs = device.type == "cuda"
+    runtimes = ["eager", "cuda_graph"] if device.type == "cuda" else ["eager"]
+    latency = LatencySettings(device=device.type, repeats=repeats, warmup=5)
     report.section(
-        f"[latency] batch 1, {size}x{size}, float32 (cuDNN's default TF32 on CUDA) eager"
-        f"{' and CUDA graph' if graphs else ''} on {device}, "
-        f"BN folded in both, median of {repeats}"
+        f"[latency] dynsweep.latency, batch 1, {size}x{size}, float32 (cuDNN's default TF32 on CUDA), "
+        f"{' and '.join(runtimes)} on {device}, BN folded in both, interleaved, median of {repeats}"
     )
-    if not graphs:
+    if device.type != "cuda":
         print("[latency] CUDA graphs skipped: not a CUDA device")
-    print(f"[latency] {'model':18s} {'format':13s} {'form':6s} {'baseline':>10s} {'Dy':>10s} {'speed-up':>9s}")
+    print(f"[latency] {'model':18s} {'runtime':10s} {'baseline':>10s} {'Dy':>20s} {'speed-up':>9s}")
     for pair in PAIRS:
-        for memory_format in formats:
-            try:
-                _latency_rows(pair, memory_format, settings, report, graphs)
-            except Exception:
-                report.check(False, f"[latency] {pair.preset} {memory_format}: exception")
-                traceback.print_exc()
-                sys.stdout.flush()
+        try:
+            _latency_rows(pair, runtimes, latency, size, report)
+        except Exception:
+            report.check(False, f"[latency] {pair.preset}: exception")
+            traceback.print_exc()
+            sys.stdout.flush()
+    try:
+        _check_trial_record(latency, size, report)
+    except Exception:
+        report.check(False, "[latency] measure_for_trial: exception")
+        traceback.print_exc()
+        sys.stdout.flush()
 
 
-def _latency_rows(pair: LatencyPair, memory_format: str, settings: Settings, report: Report, graphs: bool) -> None:
-    device, size, repeats = settings.device, settings.size, settings.latency_repeats
-    layout = MEMORY_FORMATS[memory_format]
+def _latency_rows(pair: LatencyPair, runtimes: list[str], latency: LatencySettings, size: int, report: Report) -> None:
     torch.manual_seed(0)
     models = {
-        "baseline": inference_form(getattr(torchvision.models, pair.baseline)(weights=None).to(device), layout),
-        "dynamic": inference_form(build_model(pair.preset).to(device), layout),
+        "baseline": getattr(torchvision.models, pair.baseline)(weights=None),
+        "dynamic": build_model(pair.preset),
     }
-    x = torch.randn(1, 3, size, size, device=device).contiguous(memory_format=layout)
-    eager = {key: synced(_eager(model, x), device) for key, model in models.items()}
-    _latency_row(pair, memory_format, "eager", interleaved_medians(eager, repeats, warmup=5))
-    if not graphs:
-        return
-    graphed: dict[str, Callable[[], None]] = {}
-    errors: list[str] = []
-    for key, model in models.items():
-        replay, static_y = _graphed(model, x)
-        replay()
-        synchronize(device)
-        rel = relative_diff(static_y, _eager(model, x)())
-        errors.append(f"{key}_graph_vs_eager={rel:.1e}")
-        # The same kernels replayed; 1e-3 leaves room for another cuDNN algorithm under TF32.
-        report.check(rel < 1e-3, f"[latency] {pair.preset} {memory_format} {key}: graph vs eager rel {rel:.2e}")
-        graphed[key] = synced(replay, device)
-    _latency_row(pair, memory_format, "graph", interleaved_medians(graphed, repeats, warmup=5), " ".join(errors))
+    notes = []
+    if "cuda_graph" in runtimes:  # replay equals eager: the same kernels, captured
+        x = torch.randn(1, 3, size, size, device=latency.device)
+        with tempfile.TemporaryDirectory() as work:
+            for key, model in models.items():
+                replayed = runner(model, x, "cuda_graph", work, None)().clone()
+                rel = relative_diff(replayed, runner(model, x, "eager", work, None)())
+                notes.append(f"{key}_graph_vs_eager={rel:.1e}")
+                # 1e-3 leaves room for another cuDNN algorithm under TF32.
+                report.check(rel < 1e-3, f"[latency] {pair.preset} {key}: graph vs eager rel {rel:.2e}")
+    timed = time_models(models, (3, size, size), latency, runtimes=runtimes)
+    for runtime in runtimes:
+        base, dyn = (Spread.of(timed[name, runtime], 1e3) for name in ("baseline", "dynamic"))
+        spread = f"{dyn.median:8.3f}ms [{dyn.q1:.3f}-{dyn.q3:.3f}]"
+        print(
+            f"[latency] {pair.preset:18s} {runtime:10s} {base.median:8.3f}ms {spread:>20s} "
+            f"{base.median / dyn.median:8.2f}x {' '.join(notes) if runtime == 'cuda_graph' else ''}",
+            flush=True,
+        )
 
 
-def _latency_row(pair: LatencyPair, memory_format: str, form: str, seconds: dict[str, float], note: str = "") -> None:
-    base, dyn = seconds["baseline"] * 1e3, seconds["dynamic"] * 1e3
+def _check_trial_record(latency: LatencySettings, size: int, report: Report) -> None:
+    """measure_for_trial on this device: a report with the settings, then the same from the cache."""
+    torch.manual_seed(0)
+    model, reference = build_model("dy_resnet18"), build_model("resnet18")
+    settings = latency.replace(repeats=3, warmup=1)
+    with tempfile.TemporaryDirectory() as cache_dir:
+        lock = Path(cache_dir, "lock")
+        first = measure_for_trial(model, reference, settings, cache_dir, (3, size, size), lock_path=lock)
+        again = measure_for_trial(model, reference, settings, cache_dir, (3, size, size), lock_path=lock)
+    got = first.report
+    report.check(not first.cached and again.cached, f"[latency] trial cache: cached={first.cached}, {again.cached}")
+    report.check(again.report == got, "[latency] trial cache returned another report")
+    report.check(
+        got.device == latency.device and got.runs == 3 and got.ratio is not None,
+        f"[latency] trial report fields: device={got.device} runs={got.runs} ratio={got.ratio}",
+    )
     print(
-        f"[latency] {pair.preset:18s} {memory_format:13s} {form:6s} {base:8.3f}ms {dyn:8.3f}ms {base / dyn:8.2f}x {note}",
+        f"[latency] measure_for_trial dy_resnet18/resnet18 on {got.device_name}: {got.median_ms:.3f} ms, "
+        f"ratio {got.ratio:.2f} [{got.ratio_q1:.2f}-{got.ratio_q3:.2f}], runs {got.runs}, cached again={again.cached}",
         flush=True,
     )
 
@@ -420,7 +421,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--quick", action="store_true", help="CPU dry run: batch 2 at 64x64, few repeats")
-    parser.add_argument("--memory-format", choices=(*MEMORY_FORMATS, "both"), default="both")
     parser.add_argument(
         "--sections", nargs="+", choices=("models", "single", "fold", "latency", "seg"),
         default=["models", "single", "fold", "latency", "seg"],
@@ -431,7 +431,6 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(device, batch=2, size=64, seg_size=(128, 256), train_repeats=2, latency_repeats=5)
     else:
         settings = Settings(device, batch=8, size=224, seg_size=(512, 1024), train_repeats=5, latency_repeats=50)
-    formats = list(MEMORY_FORMATS) if args.memory_format == "both" else [args.memory_format]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
     print(f"torch {torch.__version__}, {name}, quick={args.quick}", flush=True)
 
@@ -440,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         "models": lambda: check_models(settings, report),
         "single": lambda: check_single(settings, report),
         "fold": lambda: check_fold(settings, report),
-        "latency": lambda: check_latency(settings, report, formats),
+        "latency": lambda: check_latency(settings, report),
         "seg": lambda: check_segmentation(settings, report),
     }
     for key in args.sections:

@@ -1,27 +1,20 @@
-"""Side-by-side timing: candidates measured in alternation, so machine noise hits all of them."""
+"""Side-by-side timing for the benchmarks: medians of candidates timed in alternation
+(``dynsweep.latency.interleaved``), and inference-mode candidates."""
 
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from dynsweep.latency import interleaved
+
 
 def interleaved_medians(candidates: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
     """Median wall time in seconds of each candidate, timed round-robin ``repeats`` times."""
-    for fn in candidates.values():
-        for _ in range(warmup):
-            fn()
-    samples: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(repeats):
-        for name, fn in candidates.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return {name: statistics.median(values) for name, values in interleaved(candidates, repeats, warmup).items()}
 
 
 def without_autograd(fn: Callable[[], object]) -> Callable[[], None]:

@@ -102,32 +102,22 @@ def export_onnx(
     The graph takes ``[batch_size, C, H, W]`` at the task's ``in_channels`` and ``image_size``;
     ``dynamic_batch`` makes the batch dimension symbolic. Returns the traced example input.
     """
-    from torch.export import Dim
+    from dynsweep.nn.export import to_onnx
 
-    from dynsweep.nn import fold_batchnorm
-
-    model = fold_batchnorm(task.model).eval()
     height, width = image_pair(task.hparams.image_size)
     # torch.export specialises a dimension of size 1, so a symbolic batch is traced at 2 or more
     batch = max(batch_size, 2) if dynamic_batch else batch_size
     generator = torch.Generator().manual_seed(0)
     example = torch.randn(batch, task.hparams.in_channels, height, width, generator=generator)
-    program = torch.onnx.export(
-        model,
-        (example,),
-        dynamo=True,
-        input_names=["input"],
-        output_names=["output"],
-        dynamic_shapes=({0: Dim("batch", min=1, max=1024)},) if dynamic_batch else None,
-        verbose=False,
-    )
-    program.save(str(path), external_data=False)
+    to_onnx(task.model, example, path, dynamic_batch)
     return example
 
 
 def onnx_difference(task: DynamicTask, path: str | Path, x: torch.Tensor) -> tuple[float, float]:
     """``(max |onnxruntime - PyTorch|, max |PyTorch|)`` of the exported graph on input ``x``."""
-    import onnxruntime as ort
+    from dynsweep.nn.export import import_extra
+
+    ort = import_extra("onnxruntime")
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (name,) = [i.name for i in session.get_inputs()]

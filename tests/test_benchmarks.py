@@ -32,3 +32,17 @@ def test_gpu_sweep_check_dry_run_sweeps_on_cpu(capsys: pytest.CaptureFixture[str
     assert status == 0, output
     rows = json.loads((tmp_path / "gpu_sweep_check.json").read_text())
     assert [(row["space"], row["compile"], row["complete"]) for row in rows] == [("resnet18", False, 1), ("dy_resnet18", False, 1)]
+
+
+def test_gpu_models_check_latency_section_runs_on_cpu(capsys: pytest.CaptureFixture[str]) -> None:
+    """The latency section's CPU part: every preset against its baseline through dynsweep.latency
+    (eager), and measure_for_trial's report and cache; CUDA graphs only on a GPU."""
+    status = gpu_models_check.main(["--device", "cpu", "--quick", "--sections", "latency"])
+    output = capsys.readouterr().out
+    assert status == 0, output
+    rows = [line.split() for line in output.splitlines() if line.startswith("[latency] dy_")]
+    assert sorted((row[1], row[2]) for row in rows) == sorted(
+        (preset, "eager") for preset in ("dy_mobilenet_v2", "dy_resnet18", "dy_resnet50", "dy_shufflenet_v2")
+    )
+    assert "[latency] CUDA graphs skipped: not a CUDA device" in output
+    assert "[latency] measure_for_trial dy_resnet18/resnet18" in output and "cached again=True" in output

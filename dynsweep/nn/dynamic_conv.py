@@ -277,6 +277,8 @@ class DynamicConv2d(nn.Module):
             dtype = torch.promote_types(self.weight.dtype, torch.float32)
             bases = self.weight.to(dtype).flatten(2)
             coefficients = coefficients.to(dtype)
+            if torch.compiler.is_exporting():
+                return _fuse_by_matmul(coefficients, bases)
             if bases.shape[-1] >= MATMUL_FUSION_MIN_SIZE:
                 return torch.einsum("bok,okc->boc", coefficients, bases)
             # Few weights per (channel, base): one broadcast product beats many tiny matmuls.
@@ -463,6 +465,18 @@ def _pointwise_single(x: Tensor, weight: Tensor, bias: Tensor | None, stride: tu
     columns = x.reshape(channels, height * width)
     y = torch.mm(weight, columns) if bias is None else torch.addmm(bias[:, None], weight, columns)
     return y.view(1, out, height, width)
+
+
+def _fuse_by_matmul(coefficients: Tensor, bases: Tensor) -> Tensor:
+    """Fused kernels ``[B, O, C]`` as one MatMul batched over output channels, ``[O, B, K] @ [O, K, C]``.
+
+    The form exported graphs carry: ONNX Runtime runs it at the speed of one read of the bases (its
+    Einsum transposes them on every call), and ``dynsweep.latency.onnx_layout`` finds it by this shape.
+    """
+    if coefficients.shape[0] == 1:  # a static batch of 1: reshapes, no transposes in the graph
+        out, num_bases = coefficients.shape[1:]
+        return torch.matmul(coefficients.reshape(out, 1, num_bases), bases).reshape(1, out, -1)
+    return torch.matmul(coefficients.transpose(0, 1), bases).transpose(0, 1)
 
 
 def choose_strategy(layer: DynamicConv2d, x: Tensor) -> str:
