@@ -63,6 +63,15 @@ class ModelsCommand(Command):
             "--small-input", action="store_true", help="build with the small-input stem (28-64 px)"
         )
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        parser.add_argument(
+            "--latency",
+            action="store_true",
+            help="measure each model's latency, presets interleaved with their baseline (dynsweep.latency)",
+        )
+        parser.add_argument("--runtime", default="eager", help="with --latency: eager, compile, onnxruntime, cuda_graph")
+        parser.add_argument("--device", default="cpu", help="with --latency: cpu or cuda")
+        parser.add_argument("--threads", type=int, help="with --latency: CPU threads (default: PyTorch's)")
+        parser.add_argument("--repeats", type=int, default=30, help="with --latency: timed rounds (default: 30)")
 
     def take_action(self, args: argparse.Namespace) -> int:
         if len(args.input_size) not in (1, 2) or min(args.input_size) < 1:
@@ -71,6 +80,17 @@ class ModelsCommand(Command):
         rows = model_rows(args.filter, (3, height, width), args.small_input)
         if not rows:
             raise CommandError(f"no model matches {args.filter!r}")
+        if args.latency:
+            from dynsweep.latency import LatencySettings, LatencySettingsError, add_latency
+
+            try:
+                settings = LatencySettings.from_dict(
+                    {"device": args.device, "runtime": args.runtime, "threads": args.threads, "repeats": args.repeats},
+                    where="--latency",
+                )
+            except LatencySettingsError as error:
+                raise UsageError(str(error)) from None
+            rows = add_latency(rows, settings, args.small_input)
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
@@ -118,13 +138,20 @@ def model_rows(
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    header = f"{'name':<24} {'baseline':<20} {'params':>8} {'MMACs':>9} {'ratio':>6}  description"
+    timed = any("latency_ms" in row for row in rows)
+    latency = f" {'latency [quartiles] / baseline':<32}" if timed else ""
+    header = f"{'name':<24} {'baseline':<20} {'params':>8} {'MMACs':>9} {'ratio':>6}{latency}  description"
     lines = [header, "-" * len(header)]
     for row in rows:
         ratio = "" if row["macs_ratio"] is None else f"{row['macs_ratio']:.3f}"
+        measured = ""
+        if timed:
+            from dynsweep.latency import format_latency
+
+            measured = f" {format_latency(row):<32}"
         lines.append(
             f"{row['name']:<24} {row['baseline'] or '':<20} {row['params'] / 1e6:>7.2f}M "
-            f"{row['macs'] / 1e6:>9.1f} {ratio:>6}  {row['description']}"
+            f"{row['macs'] / 1e6:>9.1f} {ratio:>6}{measured}  {row['description']}"
         )
     return "\n".join(lines)
 
@@ -247,7 +274,7 @@ class ExportCommand(Command):
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
-            print(f"{self.prog(args)}: not verified, onnxruntime is not installed", file=sys.stderr)
+            print(f"{self.prog(args)}: not verified: onnxruntime comes with the onnx extra (pip install 'dynsweep[onnx]')", file=sys.stderr)
             return EXIT_OK
         inputs = [example]
         if args.dynamic_batch:

@@ -91,7 +91,7 @@ def fresh_name() -> str:
             "num_bases.choices: must be a non-empty list",
         ),
         ({"architectures": [{"model": "resnet18", "base": {"mode": "foo"}}]}, "base: DynamicSpec.mode"),
-        ({"objectives": ["val_acc1", "flops"]}, "unknown objective 'flops'; allowed: val_acc1, macs, params"),
+        ({"objectives": ["val_acc1", "flops"]}, "unknown objective 'flops'; allowed: val_acc1, macs, params, latency_ms, latency_ratio"),
         ({"reference_point": {"val_acc1": 0.0}}, "reference_point: needs exactly one value per objective"),
         ({"reference_point": {"val_acc1": 0.0, "macs": "big"}}, "reference_point.macs: must be a number"),
         ({"sampler": "cmaes"}, "unknown sampler 'cmaes'; allowed: nsga2, tpe, gp, random"),
@@ -99,7 +99,7 @@ def fresh_name() -> str:
         ({"budget": {"reuse_duplicates": "yes"}}, "budget.reuse_duplicates: must be true or false, got 'yes'"),
         (
             {"constraints": {"max_flops": 3}},
-            "constraints.max_flops: unknown field; allowed: max_macs, max_params",
+            "constraints.max_flops: unknown field; allowed: max_latency_ms, max_macs, max_params",
         ),
         ({"training": {"epochs": 3}}, "training.epochs: unknown field; allowed: "),
         ({"data": {"class": "MNIST"}}, "data.class: unknown 'MNIST'; allowed: "),
@@ -113,6 +113,8 @@ def fresh_name() -> str:
         ({"pruning": {"algorithm": "moasha", "reduction_factor": 1}}, "pruning.reduction_factor: must be an integer >= 2"),
         ({"repeats": {"seeds": 0}}, "repeats.seeds: must be a positive integer"),
         ({"training": {"compile": "yes"}}, "training.compile: must be true or false"),
+        ({"objectives": ["val_acc1", "latency_ms"]}, "latency: latency_ms need a latency: block"),
+        ({"latency": {"runtime": "tvm"}}, "latency.runtime: must be one of"),
     ],
 )
 def test_invalid_specs_name_the_field(tmp_path, change, message):
@@ -611,3 +613,24 @@ def test_a_trial_on_two_devices_trains_under_ddp_and_reports_the_whole_validatio
     (best,) = (Path(record.dir) / "checkpoints").glob("best-*.ckpt")
     whole = evaluate(load_task(best), make_data(record.child_params["data"]))
     assert trial.values[0] == pytest.approx(whole["val_acc1"], abs=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(480)
+def test_latency_as_an_objective_is_measured_once_per_network(tmp_path):
+    """``objectives: [val_acc1, latency_ratio]``: each trial's network is timed against its
+    architecture's static reference before it trains; the ratio is the value told, the report
+    (median, quartiles, host, runtime) is in the record, and a repeated network hits the cache."""
+    one_point = [{"model": "resnet18", "base": {"width_mult": 0.125}, "space": {"num_bases": [2], "stages": [[3]]}}]
+    latency = {"runtime": "eager", "threads": 1, "repeats": 5, "warmup": 1}
+    spec = tiny_spec("timed", architectures=one_point, objectives=["val_acc1", "latency_ratio"], latency=latency)
+    spec["budget"] = {"n_trials": 2, "reuse_duplicates": False}  # the second trial trains the same network again
+    done = dynsweep("run", str(write(tmp_path, spec)), cwd=tmp_path, timeout=450)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = optuna.load_study(study_name="timed", storage=f"sqlite:///{tmp_path / 'runs' / 'timed.db'}").trials
+    first, second = (TrialRecord.of(t) for t in trials)
+    assert trials[0].values[1] == first.latency["ratio"] > 0 and first.latency["runs"] == 5
+    assert first.latency["runtime"] == "eager" and first.latency["threads"] == 1 and first.latency["host"]
+    assert first.latency["q1_ms"] <= first.latency["median_ms"] <= first.latency["q3_ms"]
+    assert not first.latency["cached"] and second.latency["cached"] and second.latency["median_ms"] == first.latency["median_ms"]
+    assert "x its reference)" in done.stdout

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dynsweep.errors import DynsweepError
 from dynsweep.nn.export import import_extra
 
 NCHWC_DOMAIN = "com.microsoft.nchwc"
@@ -50,7 +51,7 @@ _MARKER = 2**22
 _BLOCK_SIZES = (4, 8, 16, 32, 64)
 
 
-class LayoutError(RuntimeError):
+class LayoutError(DynsweepError, RuntimeError):
     """ONNX Runtime changed a dynamic layer's kernel in a way the rewrite does not know."""
 
 

@@ -25,8 +25,8 @@ from torch import Tensor, nn
 from dynsweep.latency.onnx_layout import block_dynamic_convolutions
 from dynsweep.latency.settings import RUNTIMES
 from dynsweep.nn import fold_batchnorm
-from dynsweep.nn.inference import batch1_form
 from dynsweep.nn.export import import_extra, to_onnx
+from dynsweep.nn.inference import batch1_form
 
 Runner = Callable[[], object]
 ONNXRUNTIME_LEVELS = ("disable", "basic", "extended", "all")

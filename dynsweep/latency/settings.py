@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dynsweep.errors import DynsweepError
+
 RUNTIMES_BY_DEVICE = {
     "cpu": ("eager", "compile", "onnxruntime"),
     "cuda": ("eager", "compile", "cuda_graph"),
@@ -16,7 +18,7 @@ RUNTIMES = ("eager", "compile", "onnxruntime", "cuda_graph")
 DEVICES = tuple(RUNTIMES_BY_DEVICE)
 
 
-class LatencySettingsError(ValueError):
+class LatencySettingsError(DynsweepError, ValueError):
     """A field of the latency settings has a value it cannot take."""
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dynsweep.errors import DynsweepError
 from dynsweep.latency.measure import LatencyReport, host_name, input_shape, measure_with, runtime_versions
 from dynsweep.latency.runtimes import structure_key
 from dynsweep.latency.settings import LatencySettings
@@ -33,7 +34,7 @@ from dynsweep.latency.settings import LatencySettings
 LOCK_ENV = "DYNSWEEP_LATENCY_LOCK"
 
 
-class LatencyError(RuntimeError):
+class LatencyError(DynsweepError, RuntimeError):
     """A latency measurement failed; the message is the reason, in one line."""
 
 

@@ -19,12 +19,13 @@ from types import ModuleType
 import torch
 from torch import nn
 
+from dynsweep.errors import DynsweepError
 from dynsweep.nn.fold import fold_batchnorm
 
 ONNX_EXTRA = "onnx"
 
 
-class MissingExtraError(ImportError):
+class MissingExtraError(DynsweepError, ImportError):
     """An optional package of a dynsweep extra is not installed."""
 
 

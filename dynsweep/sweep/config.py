@@ -22,8 +22,16 @@ import yaml
 
 from dynsweep.errors import DynsweepError
 
-OBJECTIVES = {"val_acc1": "maximize", "macs": "minimize", "params": "minimize"}
-"""Objective name -> direction. The first two are the default (accuracy versus MACs)."""
+OBJECTIVES = {
+    "val_acc1": "maximize",
+    "macs": "minimize",
+    "params": "minimize",
+    "latency_ms": "minimize",
+    "latency_ratio": "minimize",
+}
+"""Objective name -> direction. The first two are the default (accuracy versus MACs); the latency
+objectives (the median in ms, and the ratio to the architecture's static reference measured
+interleaved with it) need a ``latency:`` block."""
 
 SAMPLERS = ("nsga2", "tpe", "gp", "random")
 
@@ -141,13 +149,12 @@ class Constraints:
     max_macs: float | None = None
     max_params: float | None = None
 
+    max_latency_ms: float | None = None
+
     def limits(self) -> dict[str, float]:
         """Objective name -> its limit, for the limits that are set."""
-        return {
-            name: limit
-            for name, limit in (("macs", self.max_macs), ("params", self.max_params))
-            if limit is not None
-        }
+        pairs = (("macs", self.max_macs), ("params", self.max_params), ("latency_ms", self.max_latency_ms))
+        return {name: limit for name, limit in pairs if limit is not None}
 
 
 @dataclass
@@ -176,6 +183,8 @@ class SweepConfig:
     warm_start: list[str] = field(default_factory=list)
     reference_point: dict[str, float] | None = None
     repeats: Repeats = field(default_factory=Repeats)
+    latency: dict[str, Any] | None = None
+    """How each trial's latency is measured (``dynsweep.latency.LatencySettings`` as a dict), or None."""
     source: str = "<dict>"
 
     def architecture(self, model: str) -> Architecture:
@@ -211,6 +220,7 @@ class SweepConfig:
             "warm_start": list(self.warm_start),
             "reference_point": self.reference_point,
             "repeats": dataclasses.asdict(self.repeats),
+            "latency": self.latency,
         }
 
 
@@ -226,6 +236,7 @@ FIXED_FIELDS = (
     "warm_start",
     "reference_point",
     "repeats",
+    "latency",
 )
 """Spec fields fixed for a study's life: what is searched, how a trial is trained and judged. A
 spec that differs from the stored one in any of them is refused before any trial runs."""
@@ -395,6 +406,7 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
         "warm_start",
         "reference_point",
         "repeats",
+        "latency",
     }
     _check_keys(source, raw, top)
     name = raw.get("name") or Path(source).stem
@@ -436,9 +448,21 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
         reference_point = {k: float(reference_point[k]) for k in objectives}
 
     constraints = _mapping(f"{source}: constraints", raw.get("constraints") or {})
-    _check_keys(f"{source}: constraints", constraints, ("max_macs", "max_params"))
+    _check_keys(f"{source}: constraints", constraints, ("max_macs", "max_params", "max_latency_ms"))
     max_macs = _positive(f"{source}: constraints.max_macs", constraints.get("max_macs"), float, True)
     max_params = _positive(f"{source}: constraints.max_params", constraints.get("max_params"), float, True)
+    max_latency = _positive(f"{source}: constraints.max_latency_ms", constraints.get("max_latency_ms"), float, True)
+    latency = None
+    if raw.get("latency") is not None:
+        from dynsweep.latency import LatencySettings, LatencySettingsError
+
+        try:
+            latency = LatencySettings.from_dict(raw["latency"], where=f"{source}: latency").to_dict()
+        except LatencySettingsError as error:
+            raise SweepConfigError(str(error)) from None
+    needs_latency = [o for o in objectives if o.startswith("latency")] + (["max_latency_ms"] if max_latency else [])
+    if needs_latency and latency is None:
+        raise _fail(f"{source}: latency", f"{', '.join(needs_latency)} need a latency: block (e.g. latency: {{runtime: eager}})")
 
     sampler = raw.get("sampler", "nsga2")
     sampler_options: dict[str, Any] = {}
@@ -513,7 +537,7 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
         name=name,
         architectures=architectures,
         objectives=objectives,
-        constraints=Constraints(max_macs, max_params),
+        constraints=Constraints(max_macs, max_params, max_latency),
         sampler=SamplerConfig(sampler, sampler_options),
         budget=Budget(n_trials, timeout, reuse_duplicates),
         training=training,
@@ -524,6 +548,7 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
         warm_start=list(warm_start),
         reference_point=reference_point,
         repeats=repeats,
+        latency=latency,
         source=source,
     )
 

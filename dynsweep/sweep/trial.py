@@ -76,6 +76,23 @@ def measure_cost(params: dict[str, Any]) -> tuple[int, int]:
     return cost.macs, cost.params
 
 
+def measure_latency(config: SweepConfig, params: dict[str, Any], runs_dir: Path) -> dict[str, Any]:
+    """The trial's network timed as the spec's ``latency:`` block says, interleaved with its
+    architecture's reference (the static network at the architecture's ``base`` widths: the same
+    for every trial, so ratios compare), from this host's cache or measured under the host-wide
+    lock. Raises ``dynsweep.latency.LatencyError`` with the reason when the measurement fails."""
+    from dynsweep.latency import LatencySettings, measure_for_trial
+    from dynsweep.tasks.recipe import make_data, make_task
+
+    data = make_data(params["data"])
+    arch = config.architecture(params["model"])
+    model = make_task(params, data).model
+    reference = make_task({**params, "preset": None, "spec": {**arch.base, "stages": []}}, data).model
+    height, width = (data.image_size,) * 2 if isinstance(data.image_size, int) else data.image_size
+    settings = LatencySettings.from_dict(config.latency)
+    return measure_for_trial(model, reference, settings, runs_dir / "latency", (data.in_channels, height, width)).to_dict()
+
+
 def read_progress(trial_dir: Path) -> list[dict[str, Any]]:
     path = trial_dir / "progress.jsonl"
     if not path.exists():
@@ -240,9 +257,25 @@ def run_trial(
             study.tell(trial, state=TrialState.PRUNED)
             log(f"trial {trial.number} ({label}): infeasible, not trained: {reason}")
             return TrialState.PRUNED
+    latency: dict[str, Any] = {}
+    if config.latency is not None:
+        from dynsweep.latency import LatencyError
 
+        try:
+            latency = measure_latency(config, params, runs_dir)
+        except LatencyError as error:
+            return fail(str(error))
+        TrialRecord.write(trial, latency=latency)
+        if limits.max_latency_ms is not None and latency["median_ms"] > limits.max_latency_ms:
+            reason = f"latency {latency['median_ms']:.3g} ms over the budget {limits.max_latency_ms:g} ms"
+            TrialRecord.write(trial, infeasible=reason, wall_seconds=time.time() - start)
+            study.tell(trial, state=TrialState.PRUNED)
+            log(f"trial {trial.number} ({label}): infeasible, not trained: {reason}")
+            return TrialState.PRUNED
+
+    measured = f", {latency['median_ms']:.3g} ms ({latency['ratio']:.3g} x its reference)" if latency else ""
     log(
-        f"trial {trial.number} ({label}): {macs / 1e6:.2f} MMACs, {n_params / 1e6:.3f} M params, "
+        f"trial {trial.number} ({label}): {macs / 1e6:.2f} MMACs, {n_params / 1e6:.3f} M params{measured}, "
         f"training in {trial_dir}"
     )
     count = config.repeats.front if repeat else config.seeds_for(params["model"], params["preset"])
@@ -281,6 +314,8 @@ def run_trial(
     if interval.n > 1:
         TrialRecord.write(trial, value_std=interval.std, value_ci=[interval.low, interval.high])
     objective_values = {"val_acc1": accuracy, "macs": float(macs), "params": float(n_params)}
+    if latency:
+        objective_values.update(latency_ms=latency["median_ms"], latency_ratio=latency["ratio"])
     study.tell(trial, [objective_values[name] for name in config.objectives])
     spread = f" (mean of {len(values)} seeds)" if len(values) > 1 else ""
     log(f"trial {trial.number} ({label}): val_acc1 {accuracy:.4f}{spread} in {time.time() - start:.0f} s")
