@@ -106,8 +106,14 @@ def run_task(setup: Setup, task: Task) -> Run:
 
         first = setup.schedules[0]
         return simulate_syne_tune(
-            table, config, task.seed, task.workers, task.budget, task.method.endswith("ranked"),
-            first.min_epochs, first.reduction_factor,
+            table,
+            config,
+            task.seed,
+            task.workers,
+            task.budget,
+            task.method.endswith("ranked"),
+            first.min_epochs,
+            first.reduction_factor,
         )
     method = next(m for m in methods(setup.full_trials, setup.population, setup.schedules) if m.name == task.method)
     run = simulate(table, config, method, task.seed, task.workers, task.budget, setup.max_trials, setup.infeasible)
@@ -170,13 +176,23 @@ def main_table(runs: dict[str, list[Run]], budget: float, unit: float, target: f
 
 
 def workers_table(runs: dict[int, list[Run]], unit: float, target: float) -> str:
-    header = ["workers", f"compute to regret {target:.3f}", f"wall-clock to regret {target:.3f} (s)", "regret at the end"]
+    header = [
+        "workers",
+        f"compute to regret {target:.3f}",
+        f"wall-clock to regret {target:.3f} (s)",
+        "regret at the end",
+    ]
     rows = []
     for workers, group in runs.items():
         compute = [r.compute_to(target) for r in group]
         wall = [next((w for w, g in zip(r.wall, r.regret) if g <= target), float("inf")) for r in group]
         rows.append(
-            [str(workers), fmt(compute, unit, 1) + reached(compute), fmt(wall, 1.0, 0) + reached(wall), fmt([r.regret[-1] if r.regret else 1.0 for r in group])]
+            [
+                str(workers),
+                fmt(compute, unit, 1) + reached(compute),
+                fmt(wall, 1.0, 0) + reached(wall),
+                fmt([r.regret[-1] if r.regret else 1.0 for r in group]),
+            ]
         )
     return markdown(header, rows)
 
@@ -225,16 +241,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-trials", type=int, default=36, help="NSGA-II's trial budget (36: the space's size)")
     parser.add_argument("--population", type=int, default=6, help="NSGA-II's population (the quickstart's)")
     parser.add_argument(
-        "--schedules", nargs="+", type=parse_schedule, default=[RungSchedule(1, 3), RungSchedule(3, 3), RungSchedule(9, 3)],
+        "--schedules",
+        nargs="+",
+        type=parse_schedule,
+        default=[RungSchedule(1, 3), RungSchedule(3, 3), RungSchedule(9, 3)],
         help="our MOASHA's schedules as MIN_EPOCHS/REDUCTION_FACTOR; Syne Tune's runs with the first",
     )
     parser.add_argument("--max-trials", type=int, default=200, help="trials asked at most by a compute-budgeted run")
-    parser.add_argument("--methods", nargs="+", help="only these methods (as printed; NSGA-II at full budget always runs)")
+    parser.add_argument(
+        "--methods", nargs="+", help="only these methods (as printed; NSGA-II at full budget always runs)"
+    )
     parser.add_argument("--no-syne-tune", action="store_true", help="skip the peer (syne-tune not installed)")
     parser.add_argument("--no-workers-table", action="store_true", help="skip our best MOASHA at 1, 2, 4, 8 workers")
     parser.add_argument("--reference", choices=("front", "lowest"), default="front", help="see simulate_search")
     parser.add_argument(
-        "--infeasible", choices=("fail", "prune"), default="fail",
+        "--infeasible",
+        choices=("fail", "prune"),
+        default="fail",
         help="a point the model cannot build: told FAIL (as the sweep) or PRUNED (as a constraint violation)",
     )
     parser.add_argument("--plot", type=Path, help="write regret against compute here (PNG)")
@@ -243,8 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     table = CurveTable.load(args.table, args.reference)
     unit = table.full_training_seconds()
     setup = Setup(
-        args.table, args.spec, args.reference, args.full_trials, args.population, tuple(args.schedules),
-        args.max_trials, args.infeasible,
+        args.table,
+        args.spec,
+        args.reference,
+        args.full_trials,
+        args.population,
+        tuple(args.schedules),
+        args.max_trials,
+        args.infeasible,
     )
     seeds = range(args.repeats)
     start = time.time()

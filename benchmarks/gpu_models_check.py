@@ -230,8 +230,16 @@ def check_single(settings: Settings, report: Report) -> None:
 def _check_single_case(case: SingleCase, mode: str, device: torch.device, report: Report) -> None:
     torch.manual_seed(0)
     layer = DynamicConv2d(
-        case.in_channels, case.out_channels, case.kernel, case.stride, case.padding, case.dilation,
-        case.groups, case.bias, mode=mode, temperature=3.0,
+        case.in_channels,
+        case.out_channels,
+        case.kernel,
+        case.stride,
+        case.padding,
+        case.dilation,
+        case.groups,
+        case.bias,
+        mode=mode,
+        temperature=3.0,
     )
     if case.output_bias:
         layer.output_bias = nn.Parameter(torch.randn(case.out_channels))
@@ -406,9 +414,7 @@ def check_segmentation(settings: Settings, report: Report) -> None:
             ms = (time.perf_counter() - start) * 1e3
             finite = bool(torch.isfinite(loss))
             report.check(finite, f"[seg] {step} step: loss {loss.item()} not finite")
-            report.check(
-                tuple(logits.shape) == (2, 19, height, width), f"[seg] logits shape {tuple(logits.shape)}"
-            )
+            report.check(tuple(logits.shape) == (2, 19, height, width), f"[seg] logits shape {tuple(logits.shape)}")
             peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}GiB" if device.type == "cuda" else "n/a"
             print(f"[seg] step={step} ms={ms:.1f} loss={loss.item():.4f} finite={finite} peak_mem={peak}", flush=True)
     except Exception:
@@ -422,7 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--quick", action="store_true", help="CPU dry run: batch 2 at 64x64, few repeats")
     parser.add_argument(
-        "--sections", nargs="+", choices=("models", "single", "fold", "latency", "seg"),
+        "--sections",
+        nargs="+",
+        choices=("models", "single", "fold", "latency", "seg"),
         default=["models", "single", "fold", "latency", "seg"],
     )
     args = parser.parse_args(argv)

@@ -73,7 +73,7 @@ def time_strategies(device: torch.device, batch: int, training: bool, dtype: tor
         x = torch.randn(batch, shape.in_channels, shape.input_size, shape.input_size, device=device)
         x.requires_grad_(training)
 
-        def step(layer):
+        def step(layer, x=x):
             def run():
                 with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
                     if training:

@@ -58,7 +58,9 @@ def run(folder: Path, space: str, accelerator: str, compile_model: bool, trials:
     command += ["--storage", f"journal:{folder / (name + '.log')}", "--runs-dir", str(folder / "runs")]
     command += ["--devices", "0"]
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=folder, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    done = subprocess.run(
+        command, capture_output=True, text=True, cwd=folder, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+    )
     seconds = time.perf_counter() - start
     complete = 0
     if done.returncode == 0:

@@ -43,7 +43,9 @@ def train_epoch(model: str, spec: dict | None = None) -> dict:
         float(m.temperature) for m in task.model.modules() if hasattr(m, "temperature") and m.temperature is not None
     ]
     dynamic = sum(isinstance(m, DynamicConv2d) for m in task.model.modules())
-    return dict(model=model, seconds=seconds, val_acc1=float(metrics["val_acc1"]), dynamic=dynamic, temperatures=temperatures)
+    return dict(
+        model=model, seconds=seconds, val_acc1=float(metrics["val_acc1"]), dynamic=dynamic, temperatures=temperatures
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         row = train_epoch(model, spec)
         final_t = sorted(set(row["temperatures"])) or "-"
         print(
-            f"{model:12s} {str(spec):20s} dynamic layers {row['dynamic']:3d}  epoch {row['seconds']:6.1f} s  "
+            f"{model:12s} {spec!s:20s} dynamic layers {row['dynamic']:3d}  epoch {row['seconds']:6.1f} s  "
             f"val_acc1 {row['val_acc1']:.4f}  dyconv temperature after 1 epoch {final_t}",
             flush=True,
         )

@@ -41,7 +41,9 @@ def training_seconds(params: dict, work: Path) -> float:
     (trial_dir / "params.json").write_text(json.dumps(params))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dynsweep.sweep.child", str(trial_dir)], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "dynsweep.sweep.child", str(trial_dir)], env=env, check=True, capture_output=True
+    )
     return time.perf_counter() - start
 
 
@@ -62,12 +64,18 @@ def main(argv: list[str] | None = None) -> None:
     data = make_data(config.data)
     trials = {
         "resnet18 (base widths)": trial_params(config, "resnet18", {}),
-        "dy_resnet18 preset": trial_params(config, "resnet18", {"stages": "all", "num_bases": 6, "reduction": 4, "dynamic_width": 0.5}),
+        "dy_resnet18 preset": trial_params(
+            config, "resnet18", {"stages": "all", "num_bases": 6, "reduction": 4, "dynamic_width": 0.5}
+        ),
         "mobilenet_v2 (base widths)": trial_params(config, "mobilenet_v2", {}),
-        "mobilenet_v2 dynamic": trial_params(config, "mobilenet_v2", {"stages": "all", "num_bases": 4, "dynamic_width": 1.0}),
+        "mobilenet_v2 dynamic": trial_params(
+            config, "mobilenet_v2", {"stages": "all", "num_bases": 4, "dynamic_width": 1.0}
+        ),
     }
     threads = int(config.training_for("resnet18").get("threads") or torch.get_num_threads())
-    print(f"quickstart trials, training as the sweep runs it; latency with {threads} thread(s), {args.repeats} repeats, empty cache")
+    print(
+        f"quickstart trials, training as the sweep runs it; latency with {threads} thread(s), {args.repeats} repeats, empty cache"
+    )
     print("  (each runtime's cache is shared by the trials in order, as in a sweep: the first trial of an")
     print("   architecture exports its reference graph, later ones reuse it)")
     with tempfile.TemporaryDirectory(prefix="dynsweep-overhead-") as work:

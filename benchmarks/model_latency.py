@@ -161,7 +161,9 @@ def verdict(pair: LatencyPair, row: dict) -> tuple[str, bool]:
 def main(argv: list[str] | None = None) -> bool:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=None, help="PyTorch and ONNX Runtime threads (default: PyTorch's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="PyTorch and ONNX Runtime threads (default: PyTorch's)"
+    )
     parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=["eager", "onnxruntime"])
     parser.add_argument("--size", type=int, default=224, help="image side (default: 224)")
     parser.add_argument("--only", nargs="+", choices=[p.preset for p in PAIRS], help="presets to measure")
@@ -195,7 +197,9 @@ def main(argv: list[str] | None = None) -> bool:
                 flush=True,
             )
             if row["folded_speedup"] is not None:
-                print(f"{'':17s} eager without the lean batch-1 path (the parent's form): speed-up {row['folded_speedup']:.2f}x")
+                print(
+                    f"{'':17s} eager without the lean batch-1 path (the parent's form): speed-up {row['folded_speedup']:.2f}x"
+                )
     if args.json:
         with open(args.json, "w") as out:
             json.dump(dict(threads=settings.threads, repeats=args.repeats, size=args.size, rows=rows), out, indent=1)

@@ -112,7 +112,9 @@ def main(argv: list[str] | None = None) -> None:
     for name, value in ms.items():
         q1, _, q3 = statistics.quantiles([v * 1e3 for v in samples[name]], n=4, method="inclusive")
         to_twin = statistics.median(a / b for a, b in zip(samples[name], twin))
-        print(f"  {name:22s} {value:8.2f} ms [{q1:7.2f}-{q3:7.2f}]  {ms['baseline'] / value:5.2f}x  / Fix {to_twin:5.2f}")
+        print(
+            f"  {name:22s} {value:8.2f} ms [{q1:7.2f}-{q3:7.2f}]  {ms['baseline'] / value:5.2f}x  / Fix {to_twin:5.2f}"
+        )
 
 
 if __name__ == "__main__":

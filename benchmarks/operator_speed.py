@@ -77,7 +77,7 @@ def measure(
         steps = {"static": step(static, x), "dynamic": step(dynamic, x)}
         if setting == "inference":
             steps["read_bases"] = without_autograd(dynamic.weight.sum)
-            steps["pool_input"] = without_autograd(lambda: x.mean(dim=(2, 3)))
+            steps["pool_input"] = without_autograd(lambda x=x: x.mean(dim=(2, 3)))
         times = interleaved_medians(steps, repeats)
         floor = None
         if setting == "inference":

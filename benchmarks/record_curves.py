@@ -58,11 +58,15 @@ def enumerate_points(config: SweepConfig) -> list[dict[str, Any]]:
     for preset in config.warm_start:
         entry = get_model_entry(preset)
         arch = config.architecture(entry.baseline or entry.name)
-        points.append({"key": f"preset:{preset}", "model": arch.model, "preset": preset, "spec": preset_spec(preset, arch)})
+        points.append(
+            {"key": f"preset:{preset}", "model": arch.model, "preset": preset, "spec": preset_spec(preset, arch)}
+        )
     return points
 
 
-def child_params(config: SweepConfig, point: dict[str, Any], training: dict[str, Any], data: dict[str, Any], seed: int) -> dict[str, Any]:
+def child_params(
+    config: SweepConfig, point: dict[str, Any], training: dict[str, Any], data: dict[str, Any], seed: int
+) -> dict[str, Any]:
     """The trial child's params.json for one (point, seed): the contract of ``sweep.trial.child_params``."""
     return {
         "model": point["model"],
@@ -93,14 +97,19 @@ def train_once(params: dict[str, Any], run_dir: Path, in_process: bool) -> dict[
     else:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         with (run_dir / "child.log").open("w") as log:
-            code = subprocess.call([sys.executable, "-m", "dynsweep.sweep.child", str(run_dir)], stdout=log, stderr=subprocess.STDOUT, env=env)
+            code = subprocess.call(
+                [sys.executable, "-m", "dynsweep.sweep.child", str(run_dir)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         if code != 0:
             raise RuntimeError(f"{run_dir}: the child exited with status {code}; see {run_dir / 'child.log'}")
     progress = read_progress(run_dir)
     stamps = [start] + [p["time"] for p in progress]
     run = {
         "val_acc1": [round(p["val_acc1"], 4) for p in progress],
-        "epoch_seconds": [round(b - a, 3) for a, b in zip(stamps, stamps[1:])],
+        "epoch_seconds": [round(b - a, 3) for a, b in itertools.pairwise(stamps)],
     }
     # The first interval also holds the start (data, model; a child's imports too); counted apart,
     # as the median of the other epochs stands for the first one's training.
@@ -147,9 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     points = enumerate_points(config)
     if args.only:
         points = [p for p in points if p["key"] in args.only]
-    print(f"{len(points)} points x {args.seeds} seeds, {args.epochs} epochs, {args.train_per_class} digits a class", flush=True)
+    print(
+        f"{len(points)} points x {args.seeds} seeds, {args.epochs} epochs, {args.train_per_class} digits a class",
+        flush=True,
+    )
     for seed, point in itertools.product(range(args.seeds), points):  # every point once before any twice
-        entry = table["points"].setdefault(point["key"], {"model": point["model"], "preset": point["preset"], "spec": point["spec"], "runs": {}})
+        entry = table["points"].setdefault(
+            point["key"], {"model": point["model"], "preset": point["preset"], "spec": point["spec"], "runs": {}}
+        )
         if str(seed) in entry["runs"] or "error" in entry:
             continue
         params = child_params(config, point, training, data, seed)

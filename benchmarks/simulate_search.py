@@ -39,7 +39,7 @@ from optuna.trial import TrialState
 
 from dynsweep import compat
 from dynsweep.sweep import moasha
-from dynsweep.sweep.config import Pruning, SweepConfig, load_config
+from dynsweep.sweep.config import Pruning, SweepConfig
 from dynsweep.sweep.points import enqueue_untried
 from dynsweep.sweep.record import TrialRecord
 from dynsweep.sweep.study import enqueue_warm_start
@@ -141,7 +141,7 @@ class Method:
     name: str
     sampler: Callable[[int], optuna.samplers.BaseSampler]
     stopping: str = "none"  # "none", "moasha" or "dominance"
-    schedule: moasha.RungSchedule = moasha.RungSchedule()
+    schedule: moasha.RungSchedule = dataclasses.field(default_factory=moasha.RungSchedule)
     min_dominating: int = 4
     warmup_epochs: int = 5
     n_trials: int | None = None  # a fixed trial budget (else: the compute budget)
@@ -336,5 +336,15 @@ def _record(table, method, seed, workers, history, epochs, counts) -> Run:
         wall.append(now)
     total = float(spent[-1]) if len(spent) else 0.0
     return Run(
-        method.name, seed, workers, compute, regret, wall, counts["asked"], counts["pruned"], counts["reused"], total, counts["failed"]
+        method.name,
+        seed,
+        workers,
+        compute,
+        regret,
+        wall,
+        counts["asked"],
+        counts["pruned"],
+        counts["reused"],
+        total,
+        counts["failed"],
     )

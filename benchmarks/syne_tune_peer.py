@@ -25,6 +25,7 @@ import io
 import logging
 import os
 import tempfile
+
 import numpy as np
 
 from benchmarks.simulate_search import CurveTable, Run, point_id

@@ -42,7 +42,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same plain message
+    except Exception as error:
         raise CheckpointMismatchError(f"{path} is not a readable PyTorch checkpoint ({error})") from None
     if not isinstance(checkpoint, dict):
         raise CheckpointMismatchError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint")
@@ -94,9 +94,7 @@ def load_data(
         raise ValueError(f"{chosen.__name__}({', '.join(arguments)}): {error}") from None
 
 
-def export_onnx(
-    task: DynamicTask, path: str | Path, batch_size: int = 1, dynamic_batch: bool = False
-) -> torch.Tensor:
+def export_onnx(task: DynamicTask, path: str | Path, batch_size: int = 1, dynamic_batch: bool = False) -> torch.Tensor:
     """Write the fused inference graph of ``task.model`` (BatchNorm folded) to ``path``.
 
     The graph takes ``[batch_size, C, H, W]`` at the task's ``in_channels`` and ``image_size``;

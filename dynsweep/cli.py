@@ -59,16 +59,16 @@ class ModelsCommand(Command):
             "--input-size", type=int, nargs="+", default=[224], metavar="PIXELS", help="H, or H W (default: 224)"
         )
         parser.add_argument("--filter", default="*", metavar="GLOB", help="only names matching this glob")
-        parser.add_argument(
-            "--small-input", action="store_true", help="build with the small-input stem (28-64 px)"
-        )
+        parser.add_argument("--small-input", action="store_true", help="build with the small-input stem (28-64 px)")
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
         parser.add_argument(
             "--latency",
             action="store_true",
             help="measure each model's latency, presets interleaved with their baseline (dynsweep.latency)",
         )
-        parser.add_argument("--runtime", default="eager", help="with --latency: eager, compile, onnxruntime, cuda_graph")
+        parser.add_argument(
+            "--runtime", default="eager", help="with --latency: eager, compile, onnxruntime, cuda_graph"
+        )
         parser.add_argument("--device", default="cpu", help="with --latency: cpu or cuda")
         parser.add_argument("--threads", type=int, help="with --latency: CPU threads (default: PyTorch's)")
         parser.add_argument("--repeats", type=int, default=30, help="with --latency: timed rounds (default: 30)")
@@ -99,9 +99,7 @@ class ModelsCommand(Command):
         return EXIT_OK
 
 
-def model_rows(
-    pattern: str, input_size: tuple[int, int, int], small_input: bool = False
-) -> list[dict[str, Any]]:
+def model_rows(pattern: str, input_size: tuple[int, int, int], small_input: bool = False) -> list[dict[str, Any]]:
     """One row per registered model matching ``pattern``: each architecture, then its presets."""
     from dynsweep.cost import count
     from dynsweep.models import build_model, get_model_entry, list_models
@@ -267,14 +265,17 @@ class ExportCommand(Command):
             raise CommandError(str(error)) from error
         try:
             example = export_onnx(task, args.onnx, args.batch_size, args.dynamic_batch)
-        except Exception as error:  # noqa: BLE001 - the exporter raises many types; one clear line
+        except Exception as error:
             raise CommandError(f"could not export {args.checkpoint} to ONNX: {error}") from error
         batch = ", dynamic batch" if args.dynamic_batch else ""
         print(f"wrote {args.onnx} (input {list(example.shape)}{batch})")
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
-            print(f"{self.prog(args)}: not verified: onnxruntime comes with the onnx extra (pip install 'dynsweep[onnx]')", file=sys.stderr)
+            print(
+                f"{self.prog(args)}: not verified: onnxruntime comes with the onnx extra (pip install 'dynsweep[onnx]')",
+                file=sys.stderr,
+            )
             return EXIT_OK
         inputs = [example]
         if args.dynamic_batch:
@@ -357,13 +358,11 @@ class SweepRun(SweepCommand):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("spec", metavar="SPEC")
         add_study_location(parser, spec=False)
+        parser.add_argument("--n-trials", type=int, metavar="N", help="study-wide trial budget (default: the spec's)")
+        parser.add_argument("--no-table", dest="table", action="store_false", help="do not print the Pareto table")
         parser.add_argument(
-            "--n-trials", type=int, metavar="N", help="study-wide trial budget (default: the spec's)"
+            "--workers", type=int, metavar="N", help="worker processes (default: 1, or one per device group)"
         )
-        parser.add_argument(
-            "--no-table", dest="table", action="store_false", help="do not print the Pareto table"
-        )
-        parser.add_argument("--workers", type=int, metavar="N", help="worker processes (default: 1, or one per device group)")
         add_devices(parser)
 
     def take_action(self, args: argparse.Namespace) -> int:
@@ -386,7 +385,9 @@ class SweepRun(SweepCommand):
             run_front_repeats(study, config, front, Path(args.runs_dir))
         print(f"sweep {study.study_name}: {time.time() - start:.0f} s")
         print(status_text(study, config, table=args.table))
-        ran = [t for t in study.get_trials(deepcopy=False) if t.datetime_start and t.datetime_start.timestamp() >= start]
+        ran = [
+            t for t in study.get_trials(deepcopy=False) if t.datetime_start and t.datetime_start.timestamp() >= start
+        ]
         if ran and all(t.state.name == "FAIL" for t in ran):
             raise CommandError(f"every trial of this run failed ({len(ran)}); their reasons are listed above")
         return EXIT_OK

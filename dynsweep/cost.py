@@ -90,9 +90,7 @@ class CostReport:
         import pandas as pd
 
         columns = ["name", "type", "kind", "macs", "params", "calls"]
-        return pd.DataFrame(
-            [[getattr(row, column) for column in columns] for row in self.by_module], columns=columns
-        )
+        return pd.DataFrame([[getattr(row, column) for column in columns] for row in self.by_module], columns=columns)
 
 
 def _check_input_size(input_size: Sequence[int]) -> tuple[int, int, int, int]:

@@ -123,7 +123,9 @@ def compare_means(
     else:
         return Difference(interval_a, interval_b, estimate, NAN, NAN, NAN, "welch t", confidence)
     low, high = result.confidence_interval(confidence_level=confidence)
-    return Difference(interval_a, interval_b, estimate, float(low), float(high), float(result.pvalue), method, confidence)
+    return Difference(
+        interval_a, interval_b, estimate, float(low), float(high), float(result.pvalue), method, confidence
+    )
 
 
 def _paired(
@@ -167,7 +169,10 @@ def bootstrap_difference(
     observed_a = float(statistic_a(np.array([d.mean() for d in data_a])))
     observed_b = float(statistic_b(np.array([d.mean() for d in data_b])))
     if all(len(d) < 2 for d in data_a + data_b):
-        side_a, side_b = Interval(observed_a, NAN, NAN, NAN, len(data_a)), Interval(observed_b, NAN, NAN, NAN, len(data_b))
+        side_a, side_b = (
+            Interval(observed_a, NAN, NAN, NAN, len(data_a)),
+            Interval(observed_b, NAN, NAN, NAN, len(data_b)),
+        )
         return Difference(side_a, side_b, observed_a - observed_b, NAN, NAN, NAN, "bootstrap", confidence)
     rng = np.random.default_rng(seed)
     drawn_a = np.array([statistic_a(means) for means in _resampled_means(data_a, resamples, rng)])
@@ -198,6 +203,8 @@ def _resampled_means(data: list[np.ndarray], resamples: int, rng: np.random.Gene
     return np.stack(columns, axis=1)
 
 
-def _bootstrap_interval(observed: float, drawn: np.ndarray, n: int, tails: tuple[float, float], confidence: float) -> Interval:
+def _bootstrap_interval(
+    observed: float, drawn: np.ndarray, n: int, tails: tuple[float, float], confidence: float
+) -> Interval:
     low, high = np.percentile(drawn, tails)
     return Interval(observed, float(drawn.std(ddof=1)), float(low), float(high), n, confidence)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any, Optional, Union
+from typing import Any
 
 import lightning as L
 import yaml
@@ -61,13 +61,13 @@ class TrainCLI(LightningCLI):
         parser.add_argument(
             "--seed_everything",
             "--seed",
-            type=Union[bool, int],
+            type=bool | int,
             default=self.seed_everything_default,
             help="seed of every generator (Lightning's seed_everything, workers too); true: a random one",
         )
         parser.add_argument(
             "--ckpt_path",
-            type=Optional[str],
+            type=str | None,
             default=None,
             help="resume fitting from this checkpoint (e.g. .../checkpoints/last.ckpt)",
         )
@@ -133,9 +133,7 @@ class TrainConfigError(DynsweepError, ValueError):
 def config_error(error: ValueError) -> TrainConfigError:
     """The causes of a jsonargparse instantiation error, without its list of Union subtypes."""
     causes = [
-        line.strip()[2:]
-        for line in str(error).splitlines()
-        if line.strip().startswith("- ") and "NoneType" not in line
+        line.strip()[2:] for line in str(error).splitlines() if line.strip().startswith("- ") and "NoneType" not in line
     ]
     return TrainConfigError("; ".join(causes) or str(error))
 

@@ -14,20 +14,20 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import nbformat  # noqa: E402
-import numpy as np  # noqa: E402
-import optuna  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from scipy import stats as scipy_stats  # noqa: E402
-from nbclient import NotebookClient  # noqa: E402
-from optuna.trial import TrialState  # noqa: E402
+import nbformat
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from analysis_studies import REFERENCE, add_trials, make_study, repeated_seeds, trial, two_architectures
+from nbclient import NotebookClient
+from optuna.trial import TrialState
+from scipy import stats as scipy_stats
+from sweep_command import dynsweep
 
-from dynsweep import analysis  # noqa: E402
-from dynsweep.errors import UsageError  # noqa: E402
-from dynsweep.sweep import ReferencePointError, StudyRecord, TrialRecord, parse_config  # noqa: E402
-from analysis_studies import REFERENCE, add_trials, make_study, repeated_seeds, trial, two_architectures  # noqa: E402
-from sweep_command import dynsweep  # noqa: E402
+from dynsweep import analysis
+from dynsweep.errors import UsageError
+from dynsweep.sweep import ReferencePointError, StudyRecord, TrialRecord, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 OBJECTIVES = {"val_acc1": "maximize", "macs": "minimize"}
@@ -48,13 +48,18 @@ def table(rows: list[tuple]) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------ the table
 def test_load_has_a_row_per_trial_with_spec_state_and_attrs(study):
-    url, optuna_study = study
+    url, _ = study
     frame = analysis.load(url, "hand")
     assert list(frame["number"]) == list(range(12))
     assert frame.attrs["objectives"] == OBJECTIVES and frame.attrs["study"] == "hand"
     assert frame["state"].tolist().count("COMPLETE") == 9
     first = frame.iloc[0]
-    assert (first["arch"], first["label"], first["kind"], first["dynamic"]) == ("resnet18", "resnet18", "baseline", False)
+    assert (first["arch"], first["label"], first["kind"], first["dynamic"]) == (
+        "resnet18",
+        "resnet18",
+        "baseline",
+        False,
+    )
     assert frame.loc[10, "kind"] == "dy" and frame.loc[10, "label"] == "dy_mobilenet_v2"
     assert frame.loc[1, "dynamic"] and frame.loc[1, "num_bases"] == 4 and frame.loc[1, "stages"] == "[3]"
     assert frame.loc[1, "width_mult"] == 0.125 and frame.loc[1, "mode"] == "dynet"  # resolved spec defaults
@@ -206,7 +211,9 @@ def test_coverage_and_dominance_between_fronts():
     assert analysis.coverage(worse, better, OBJECTIVES) == 0.5
     assert analysis.dominates(better, worse, OBJECTIVES) and not analysis.dominates(worse, better, OBJECTIVES)
     assert not analysis.dominates(better, better, OBJECTIVES)  # a front does not dominate itself
-    assert analysis.coverage(better, crossing, OBJECTIVES) == 0.0 and not analysis.dominates(better, crossing, OBJECTIVES)
+    assert analysis.coverage(better, crossing, OBJECTIVES) == 0.0 and not analysis.dominates(
+        better, crossing, OBJECTIVES
+    )
     assert np.isnan(analysis.coverage(better, crossing.iloc[:0], OBJECTIVES))
 
 
@@ -254,10 +261,12 @@ def test_three_objectives_front_is_best_trials_and_the_plot_line_is_the_2d_front
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(["val_acc1", "macs", "params"])
     rng = np.random.default_rng(0)
-    for number in range(40):
+    for _ in range(40):
         acc, macs, params = rng.choice([0.5, 0.6, 0.7, 0.8]), rng.choice([1e6, 2e6, 3e6]), rng.uniform(1, 5)
         study.add_trial(
-            optuna.trial.create_trial(values=[acc, macs, params], user_attrs=TrialRecord.as_user_attrs(model="resnet18", macs=macs))
+            optuna.trial.create_trial(
+                values=[acc, macs, params], user_attrs=TrialRecord.as_user_attrs(model="resnet18", macs=macs)
+            )
         )
     frame = analysis.from_study(study)
     assert set(frame.loc[frame["on_front"], "number"]) == {t.number for t in study.best_trials}
@@ -275,7 +284,11 @@ def test_groups_other_than_architectures_keep_one_colour_for_points_and_line(stu
     family = frame.assign(family=frame["arch"] + frame["dynamic"].map({True: " dynamic", False: " static"}))
     ax = analysis.plot_fronts(family.dropna(subset=["family"]), by="family")
     lines = {line.get_label()[: -len(" front")]: line.get_color() for line in ax.get_lines()}
-    points = {c.get_label()[: -len(" trials")]: tuple(c.get_facecolor()[0][:3]) for c in ax.collections if c.get_label().endswith(" trials")}
+    points = {
+        c.get_label()[: -len(" trials")]: tuple(c.get_facecolor()[0][:3])
+        for c in ax.collections
+        if c.get_label().endswith(" trials")
+    }
     assert set(lines) == {"resnet18 dynamic", "resnet18 static", "mobilenet_v2 dynamic", "mobilenet_v2 static"}
     for name, color in lines.items():
         assert matplotlib.colors.to_rgb(color) == pytest.approx(points[name])
@@ -301,7 +314,10 @@ def test_waiting_trials_single_architecture_and_journal_storage(tmp_path):
 
 
 def test_importance_skips_an_objective_that_does_not_vary(tmp_path):
-    flat = [trial("resnet18", 0.1135, 2e6 + i * 1e5, num_bases=[1, 2, 4][i % 3], stages=[[3], [2, 3]][i % 2]) for i in range(6)]
+    flat = [
+        trial("resnet18", 0.1135, 2e6 + i * 1e5, num_bases=[1, 2, 4][i % 3], stages=[[3], [2, 3]][i % 2])
+        for i in range(6)
+    ]
     study = make_study(None, "flat", flat)
     importances = analysis.param_importances(study)
     assert set(importances["objective"]) == {"macs"}  # val_acc1 is the same everywhere: nothing to attribute
@@ -362,7 +378,10 @@ def test_pareto_command_stores_a_reference_point_once(tmp_path, study):
     url, _ = study
     done = run_pareto("--storage", url, "--study", "hand", "--reference-point", "val_acc1=0", "macs=1e7", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert StudyRecord.of(optuna.load_study(study_name="hand", storage=url)).reference_point == {"val_acc1": 0.0, "macs": 1e7}
+    assert StudyRecord.of(optuna.load_study(study_name="hand", storage=url)).reference_point == {
+        "val_acc1": 0.0,
+        "macs": 1e7,
+    }
     markdown = (tmp_path / "runs" / "hand" / "pareto" / "front.md").read_text()
     assert "val_acc1 = 0, macs = 1e+07 (stored in the study)" in markdown
     assert "hypervolumes in val_acc1 x macs" in markdown
@@ -459,14 +478,23 @@ def test_front_points_whose_intervals_overlap_their_neighbours_are_marked(repeat
     assert analysis.neighbour_overlaps(front) == [{1: None}, {4: None, 2: False}, {1: False, 5: True}, {2: True}]
     markdown = analysis.report.markdown(frame, REFERENCE)
     section = markdown.split("### resnet18")[1].split("##")[0]
-    rows = {int(line.split("|")[1]): [cell.strip() for cell in line.split("|")[1:-1]] for line in section.splitlines() if line.split("|")[1:2] and line.split("|")[1].strip().isdigit()}
+    rows = {
+        int(line.split("|")[1]): [cell.strip() for cell in line.split("|")[1:-1]]
+        for line in section.splitlines()
+        if line.split("|")[1:2] and line.split("|")[1].strip().isdigit()
+    }
     header = [cell.strip() for cell in section.splitlines()[2].split("|")[1:-1]]
     overlaps, interval, seeds = header.index("CI overlaps"), header.index("95% CI"), header.index("seeds")
     assert {n: row[overlaps] for n, row in rows.items()} == {4: "1?", 1: "4?", 2: "5", 5: "2"}
     low, high = t_interval([0.90, 0.905, 0.91])
     assert rows[2][interval] == f"[{low:.4f}, {high:.4f}]" and rows[2][seeds] == "3" and rows[4][interval] == "-"
     distinct = pd.DataFrame(
-        {"number": [0, 1], "val_acc1": [0.5, 0.9], "macs": [1.0, 2.0], "seed_values": [[0.49, 0.5, 0.51], [0.89, 0.9, 0.91]]}
+        {
+            "number": [0, 1],
+            "val_acc1": [0.5, 0.9],
+            "macs": [1.0, 2.0],
+            "seed_values": [[0.49, 0.5, 0.51], [0.89, 0.9, 0.91]],
+        }
     )
     assert analysis.neighbour_overlaps(distinct, OBJECTIVES) == [{1: False}, {0: False}]
 
@@ -475,7 +503,10 @@ def test_dynamic_against_static_is_the_bootstrap_of_the_hypervolume_difference(r
     _, frame = repeated
     table = analysis.dynamic_against_static(frame, REFERENCE).set_index("arch")
     resnet = table.loc["resnet18"]
-    dynamic, static = frame[(frame["arch"] == "resnet18") & frame["dynamic"]], frame[(frame["arch"] == "resnet18") & ~frame["dynamic"].astype(bool)]
+    dynamic, static = (
+        frame[(frame["arch"] == "resnet18") & frame["dynamic"]],
+        frame[(frame["arch"] == "resnet18") & ~frame["dynamic"].astype(bool)],
+    )
     # dynamic: 0.80 x 4e6 + 0.105 x 2.8e6 + 0.0125 x 2e6; static: 0.85 x 3e6 + 0.06 x 1e6
     assert resnet["hv_dynamic"] == pytest.approx(3.519e6) == analysis.hypervolume(dynamic, REFERENCE)
     assert resnet["hv_static"] == pytest.approx(2.61e6) == analysis.hypervolume(static, REFERENCE)
@@ -507,7 +538,12 @@ def test_compare_kinds_per_architecture(repeated):
     dy_fix = analysis.compare(frame, "dy", "fix").set_index("arch")
     resnet, mobile = dy_fix.loc["resnet18"], dy_fix.loc["mobilenet_v2"]
     paired = scipy_stats.ttest_rel([0.90, 0.905, 0.91], [0.84, 0.85, 0.86])  # the same seeds 0, 1, 2
-    assert (resnet["a"], resnet["b"], resnet["test"], resnet["measure"]) == ("dy_resnet18", "fix_resnet18", "paired t", "val_acc1")
+    assert (resnet["a"], resnet["b"], resnet["test"], resnet["measure"]) == (
+        "dy_resnet18",
+        "fix_resnet18",
+        "paired t",
+        "val_acc1",
+    )
     assert resnet["difference"] == pytest.approx(0.055) and resnet["p_value"] == pytest.approx(paired.pvalue)
     assert (resnet["low"], resnet["high"]) == pytest.approx(tuple(paired.confidence_interval(0.95)))
     assert (resnet["a_low"], resnet["a_high"]) == pytest.approx(t_interval([0.90, 0.905, 0.91]))
@@ -524,7 +560,9 @@ def test_compare_kinds_per_architecture(repeated):
     searched = frame[frame["number"].isin([4, 5])]
     assert fronts.loc[0, "a_mean"] == pytest.approx(analysis.hypervolume(searched, REFERENCE))
     assert fronts.loc[0, "b_mean"] == pytest.approx(0.91 * 1e6) and fronts.loc[0, "p_value"] == pytest.approx(2 / 2001)
-    with pytest.raises(UsageError, match=r"compare: 'dyy' is not one of dy, fix, baseline, searched, dy_mobilenet_v2, "):
+    with pytest.raises(
+        UsageError, match=r"compare: 'dyy' is not one of dy, fix, baseline, searched, dy_mobilenet_v2, "
+    ):
         analysis.compare(frame, "dyy", "fix")
     with pytest.raises(UsageError, match="both sides are 'dy'"):
         analysis.compare(frame, "dy", "dy")
@@ -538,7 +576,9 @@ def test_front_figure_has_error_bars_where_points_have_seeds(repeated, study):
     (segments,) = [c.get_segments() for c in bars["resnet18 95% CI"].lines[2]]
     repeated_rows = frame[analysis.eligible(frame) & (frame["arch"] == "resnet18") & (frame["n_seeds"] >= 2)]
     assert repeated_rows["number"].tolist() == [0, 1, 2, 5]
-    expected = [[(m, low), (m, high)] for m, low, high in repeated_rows[["macs", "ci_low", "ci_high"]].itertuples(index=False)]
+    expected = [
+        [(m, low), (m, high)] for m, low, high in repeated_rows[["macs", "ci_low", "ci_high"]].itertuples(index=False)
+    ]
     assert np.allclose(np.asarray(segments), np.asarray(expected))
     url, _ = study
     plain = analysis.plot_fronts(analysis.load(url, "hand"))
@@ -548,7 +588,21 @@ def test_front_figure_has_error_bars_where_points_have_seeds(repeated, study):
 def test_pareto_command_compares_kinds(tmp_path, repeated):
     url, frame = repeated
     out = tmp_path / "out"
-    done = run_pareto("--storage", url, "--study", "seeds", "--out", str(out), "--compare", "dy", "fix", "--compare", "dy", "baseline", cwd=tmp_path)
+    done = run_pareto(
+        "--storage",
+        url,
+        "--study",
+        "seeds",
+        "--out",
+        str(out),
+        "--compare",
+        "dy",
+        "fix",
+        "--compare",
+        "dy",
+        "baseline",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     markdown = (out / "front.md").read_text()
     assert "## dy against fix" in markdown and "## dy against baseline" in markdown and markdown in done.stdout
@@ -565,7 +619,9 @@ def test_pareto_command_compares_kinds(tmp_path, repeated):
     assert "mobilenet_v2 (1 seed, 2 MMACs)" in baseline and "(no interval: one seed)" in baseline
     assert pd.read_csv(out / "compare_dy_baseline.csv").shape[0] == 2
 
-    bad = run_pareto("--storage", url, "--study", "seeds", "--out", str(tmp_path / "bad"), "--compare", "dyy", "fix", cwd=tmp_path)
+    bad = run_pareto(
+        "--storage", url, "--study", "seeds", "--out", str(tmp_path / "bad"), "--compare", "dyy", "fix", cwd=tmp_path
+    )
     assert bad.returncode == 2 and not (tmp_path / "bad").exists()
     assert bad.stderr.strip().splitlines() == [
         (
@@ -611,7 +667,9 @@ def run_notebook(name: str, url: str, study: str, tmp_path: Path, monkeypatch) -
     assert all(not cell.get("outputs") and not cell.get("execution_count") for cell in code)
     monkeypatch.setenv("DYNSWEEP_STORAGE", url)
     monkeypatch.setenv("DYNSWEEP_STUDY", study)
-    NotebookClient(notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = [output for cell in code for output in cell.outputs]
     text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     return text, [o for o in outputs if "image/png" in o.get("data", {})]

@@ -27,11 +27,16 @@ def test_gpu_sweep_check_dry_run_sweeps_on_cpu(capsys: pytest.CaptureFixture[str
     """The GPU sweep check's plumbing (specs, --devices 0, the study read back) on the CPU."""
     from benchmarks import gpu_sweep_check
 
-    status = gpu_sweep_check.main(["--accelerator", "cpu", "--quick", "--no-compile", "--trials", "1", "--out", str(tmp_path)])
+    status = gpu_sweep_check.main(
+        ["--accelerator", "cpu", "--quick", "--no-compile", "--trials", "1", "--out", str(tmp_path)]
+    )
     output = capsys.readouterr().out
     assert status == 0, output
     rows = json.loads((tmp_path / "gpu_sweep_check.json").read_text())
-    assert [(row["space"], row["compile"], row["complete"]) for row in rows] == [("resnet18", False, 1), ("dy_resnet18", False, 1)]
+    assert [(row["space"], row["compile"], row["complete"]) for row in rows] == [
+        ("resnet18", False, 1),
+        ("dy_resnet18", False, 1),
+    ]
 
 
 def test_gpu_models_check_latency_section_runs_on_cpu(capsys: pytest.CaptureFixture[str]) -> None:

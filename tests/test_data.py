@@ -261,9 +261,7 @@ def test_digit_canvases_use_only_their_split_digits_and_labels():
     val = {bytes(images[i].numpy()): int(labels[i]) for i in embedded.split_indices("val").tolist()}
     raw = (canvases.images * embedded.STD + embedded.MEAN).mul(255).round().to(torch.uint8)
     for image, mask in zip(raw[:, 0], canvases.masks, strict=True):
-        windows = [
-            bytes(image[y : y + 28, x : x + 28].contiguous().numpy()) for y in range(5) for x in range(5)
-        ]
+        windows = [bytes(image[y : y + 28, x : x + 28].contiguous().numpy()) for y in range(5) for x in range(5)]
         found = [val[w] for w in windows if w in val]
         assert found, "a canvas digit that is not in the val split"
         assert set(mask.unique().tolist()) - {0, 255} == {found[0] + 1}
@@ -298,9 +296,7 @@ def _write_cityscapes(root, split="train", cities=("aachen",), per_city=2, size=
 def test_cityscapes_tree_loads_with_train_ids(tmp_path):
     _write_cityscapes(tmp_path, "train")
     _write_cityscapes(tmp_path, "val", cities=("frankfurt",), per_city=1)
-    dm = CityscapesDataModule(
-        str(tmp_path), crop_size=(16, 16), scale_range=(0.5, 1.0), batch_size=2, num_workers=0
-    )
+    dm = CityscapesDataModule(str(tmp_path), crop_size=(16, 16), scale_range=(0.5, 1.0), batch_size=2, num_workers=0)
     dm.setup("fit")
     assert len(dm.train_set) == 2 and len(dm.val_set) == 1
     image, mask = dm.val_set[0]  # full resolution, label ids mapped to train ids
@@ -320,9 +316,7 @@ def test_cityscapes_missing_root_and_labels(tmp_path):
         dm.setup()
     _write_cityscapes(tmp_path, "val", cities=("lindau",), per_city=1)
     next((tmp_path / "gtFine" / "val" / "lindau").iterdir()).unlink()
-    with pytest.raises(
-        DatasetNotFoundError, match=r"label maps are missing.*lindau_000000_000019_gtFine_labelIds"
-    ):
+    with pytest.raises(DatasetNotFoundError, match=r"label maps are missing.*lindau_000000_000019_gtFine_labelIds"):
         CityscapesDataModule(str(tmp_path), num_workers=0).setup()
 
 
@@ -345,9 +339,7 @@ def _write_voc(root, ids=("2007_000001", "2007_000002"), size=(24, 20), label=15
     for split in ("train", "val"):
         (base / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
     for id_ in ids:
-        Image.fromarray(RNG.integers(0, 256, (*size, 3), dtype=np.uint8)).save(
-            base / "JPEGImages" / f"{id_}.jpg"
-        )
+        Image.fromarray(RNG.integers(0, 256, (*size, 3), dtype=np.uint8)).save(base / "JPEGImages" / f"{id_}.jpg")
         mask = np.zeros(size, np.uint8)
         mask[4:12, 4:12] = label
         mask[4, 4:12] = 255  # boundary

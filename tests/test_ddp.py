@@ -36,9 +36,7 @@ class SharedBlock(nn.Module):
         super().__init__()
         self.cpm = CoefficientPredictor(channels, [(channels, 4), (channels, 4)], "dynet", reduction=2)
         self.pw = DynamicConv2d(channels, channels, 1, num_bases=4, shared_predictor=True)
-        self.dw = DynamicConv2d(
-            channels, channels, 3, padding=1, groups=channels, num_bases=4, shared_predictor=True
-        )
+        self.dw = DynamicConv2d(channels, channels, 3, padding=1, groups=channels, num_bases=4, shared_predictor=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pw_coefficients, dw_coefficients = self.cpm(x)
@@ -71,9 +69,7 @@ def _worker(rank: int, port: int, strategy: str) -> None:
     torch.set_num_threads(1)
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
-    dist.init_process_group(
-        "gloo", rank=rank, world_size=WORLD_SIZE, timeout=datetime.timedelta(seconds=60)
-    )
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD_SIZE, timeout=datetime.timedelta(seconds=60))
     try:
         torch.manual_seed(0)  # DDP broadcasts rank 0's parameters anyway
         model = TinyDynamicNet()

@@ -21,9 +21,7 @@ def reference_forward(layer: DynamicConv2d, x: torch.Tensor, coefficients: torch
         kernel = (eta[:, :, None, None, None] * layer.weight).sum(dim=1)
         bias = None if layer.bias is None else (eta * layer.bias).sum(dim=1)
         outputs.append(
-            F.conv2d(
-                sample[None], kernel, bias, layer.stride, layer.padding_arg, layer.dilation, layer.groups
-            )
+            F.conv2d(sample[None], kernel, bias, layer.stride, layer.padding_arg, layer.dilation, layer.groups)
         )
     return torch.cat(outputs)
 

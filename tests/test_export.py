@@ -56,9 +56,7 @@ class TinyDynamicNet(nn.Module):
             3, 8, 3, stride=2, padding=1, bias=True, num_bases=NUM_BASES, mode=mode, reduction=None
         )
         self.block = SharedBlock(8, mode)
-        self.down = DynamicConv2d(
-            8, 12, 3, stride=2, padding=1, groups=2, bias=True, num_bases=NUM_BASES, mode=mode
-        )
+        self.down = DynamicConv2d(8, 12, 3, stride=2, padding=1, groups=2, bias=True, num_bases=NUM_BASES, mode=mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(F.relu(self.block(F.relu(self.stem(x)))))
@@ -220,7 +218,7 @@ def test_onnx_dynamic_batch_uses_feature_form(mode: str, onnx_export) -> None:
     """Symbolic batch: one Conv per layer over all out_channels * num_bases static bases (Eq. 2)."""
     model, path = onnx_export(mode, True)
     layers = dynamic_layers(model)
-    nodes, initializers, shapes = conv_nodes(path)
+    nodes, _, shapes = conv_nodes(path)
     assert len(nodes) == len(layers)
     expected = sorted((layer.out_channels * layer.num_bases, layer.groups) for layer in layers)
     found = []

@@ -15,12 +15,12 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from sweep_command import dynsweep
+from test_sweep import POSTGRES, ROOT, fresh_name, tiny_spec, write
 
 from dynsweep.sweep import TrialRecord
 from dynsweep.sweep.record import retried_trial
 from dynsweep.sweep.storage import make_storage
-from sweep_command import dynsweep
-from test_sweep import POSTGRES, ROOT, fresh_name, tiny_spec, write
 
 STORAGES = ["sqlite", "postgresql", "journal"]
 
@@ -68,7 +68,9 @@ def long_spec(name: str, **changes) -> dict:
 
 
 def trained_twice(trials: list[optuna.trial.FrozenTrial]) -> list:
-    seen = [(json.dumps(t.params, sort_keys=True), TrialRecord.of(t).seed) for t in trials if t.state == TrialState.COMPLETE]
+    seen = [
+        (json.dumps(t.params, sort_keys=True), TrialRecord.of(t).seed) for t in trials if t.state == TrialState.COMPLETE
+    ]
     return [key for key in seen if seen.count(key) > 1]
 
 
@@ -89,7 +91,7 @@ def test_a_storage_that_cannot_be_opened_is_one_line(tmp_path, url, message):
 
 @pytest.mark.parametrize("command", ["status", "worker", "export", "replay 0", "pareto"])
 def test_reading_commands_never_create_a_study(tmp_path, command):
-    *name, = command.split()
+    (*name,) = command.split()
     done = dynsweep(*name, "--storage", f"sqlite:///{tmp_path / 'typo.db'}", "--study", "x", cwd=tmp_path)
     assert done.returncode == 1 and f"no study database at {tmp_path / 'typo.db'}" in one_error_line(done)
     journal = dynsweep(*name, "--storage", f"journal:{tmp_path / 'typo.log'}", "--study", "x", cwd=tmp_path)
@@ -107,7 +109,9 @@ def test_usage_errors_exit_with_2(tmp_path):
 def test_a_runs_folder_that_cannot_be_written_is_refused_before_any_trial(tmp_path):
     (tmp_path / "a_file").write_text("")
     done = dynsweep("run", str(write(tmp_path, tiny_spec("unwritable"))), "--runs-dir", "a_file/runs", cwd=tmp_path)
-    assert done.returncode == 1 and "--runs-dir: cannot write trial directories into a_file/runs" in one_error_line(done)
+    assert done.returncode == 1 and "--runs-dir: cannot write trial directories into a_file/runs" in one_error_line(
+        done
+    )
     assert not (tmp_path / "a_file" / "runs").exists() and not list(tmp_path.glob("*.db"))
 
 
@@ -160,16 +164,31 @@ def test_kill_9_fails_and_requeues_the_trial_with_its_reason(tmp_path, kind):
 def test_kill_9_of_sweep_run_stops_its_spawned_workers(tmp_path):
     name = fresh_name()
     url = f"journal:{tmp_path / (name + '.log')}"
-    sweep = start(tmp_path, "run", str(write(tmp_path, long_spec(name, budget={"n_trials": 4}))), "--storage", url, "--workers", "2")
+    sweep = start(
+        tmp_path,
+        "run",
+        str(write(tmp_path, long_spec(name, budget={"n_trials": 4}))),
+        "--storage",
+        url,
+        "--workers",
+        "2",
+    )
     wait_for(tmp_path / "runs" / name / "trial_0001" / "params.json")
-    spawned = [int(p) for p in subprocess.run(["pgrep", "-f", f"sweep worker.*{name}"], capture_output=True, text=True).stdout.split()]
+    spawned = [
+        int(p)
+        for p in subprocess.run(["pgrep", "-f", f"sweep worker.*{name}"], capture_output=True, text=True).stdout.split()
+    ]
     assert spawned
     os.kill(sweep.pid, signal.SIGKILL)  # the main process only: its spawned worker must follow
     sweep.communicate()
     deadline = time.time() + 15
     while any(Path(f"/proc/{pid}").exists() for pid in spawned) and time.time() < deadline:
         time.sleep(0.3)
-    alive = [pid for pid in spawned if Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]]
+    alive = [
+        pid
+        for pid in spawned
+        if Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    ]
     assert not alive
     os.killpg(sweep.pid, signal.SIGKILL) if Path(f"/proc/{sweep.pid}").exists() else None
 

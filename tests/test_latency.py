@@ -51,9 +51,15 @@ def quick(**changes) -> LatencySettings:
     "values, message",
     [
         ({"device": "tpu"}, "latency.device: must be one of ('cpu', 'cuda'), got 'tpu'"),
-        ({"runtime": "tensorrt"}, "latency.runtime: must be one of ('eager', 'compile', 'onnxruntime') on device 'cpu'"),
+        (
+            {"runtime": "tensorrt"},
+            "latency.runtime: must be one of ('eager', 'compile', 'onnxruntime') on device 'cpu'",
+        ),
         ({"runtime": "cuda_graph"}, "latency.runtime: must be one of ('eager', 'compile', 'onnxruntime') on device"),
-        ({"device": "cuda", "runtime": "onnxruntime"}, "latency.runtime: must be one of ('eager', 'compile', 'cuda_graph')"),
+        (
+            {"device": "cuda", "runtime": "onnxruntime"},
+            "latency.runtime: must be one of ('eager', 'compile', 'cuda_graph')",
+        ),
         ({"batch_size": 0}, "latency.batch_size: must be an integer >= 1, got 0"),
         ({"threads": -1}, "latency.threads: must be an integer >= 1 or null, got -1"),
         ({"repeats": "many"}, "latency.repeats: must be an integer >= 1, got 'many'"),
@@ -86,7 +92,9 @@ def test_settings_round_trip_and_square_input_size() -> None:
 
 def test_measure_reports_spread_runs_ratio_and_settings() -> None:
     threads = torch.get_num_threads()
-    report = measure(narrow("dy_resnet18"), DIGITS, threads=1, repeats=5, warmup=1, batch_size=2, reference=narrow("resnet18"))
+    report = measure(
+        narrow("dy_resnet18"), DIGITS, threads=1, repeats=5, warmup=1, batch_size=2, reference=narrow("resnet18")
+    )
     assert report.runs == 5 and report.repeats == 5
     assert 0 < report.q1_ms <= report.median_ms <= report.q3_ms
     assert 0 < report.reference_q1_ms <= report.reference_median_ms <= report.reference_q3_ms
@@ -170,7 +178,9 @@ def test_failed_measurement_is_one_line_and_not_cached(tmp_path: Path) -> None:
     pytest.importorskip("onnxscript")
     settings = quick(runtime="onnxruntime")
     with pytest.raises(LatencyError) as error:
-        measure_for_trial(RefusedByTheExporter(), narrow("resnet18"), settings, tmp_path, DIGITS, lock_path=tmp_path / "lock")
+        measure_for_trial(
+            RefusedByTheExporter(), narrow("resnet18"), settings, tmp_path, DIGITS, lock_path=tmp_path / "lock"
+        )
     text = str(error.value)
     assert text.startswith("latency measurement failed (onnxruntime on cpu): ") and "refuses to be exported" in text
     assert "\n" not in text
@@ -180,7 +190,11 @@ def test_failed_measurement_is_one_line_and_not_cached(tmp_path: Path) -> None:
 def _run_python(code: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
 
 
@@ -241,7 +255,10 @@ def test_add_latency_measures_presets_against_their_baseline() -> None:
     measured = add_latency(rows, quick(repeats=3), small_input=True)
     assert [row["name"] for row in measured] == ["resnet18", "dy_resnet18"]
     assert [row["macs"] for row in measured] == [1, 2], "the rows keep their columns"
-    assert all(row["latency_runs"] == 3 and row["latency_q1_ms"] <= row["latency_ms"] <= row["latency_q3_ms"] for row in measured)
+    assert all(
+        row["latency_runs"] == 3 and row["latency_q1_ms"] <= row["latency_ms"] <= row["latency_q3_ms"]
+        for row in measured
+    )
     assert measured[0]["latency_ratio"] is None and measured[1]["latency_ratio"] > 0
     assert measured[1]["latency_settings"]["runtime"] == "eager" and measured[1]["latency_settings"]["threads"] == 1
 

@@ -313,7 +313,9 @@ def proposals(sampler: str, pruned_between: bool, n: int) -> list[dict]:
     for x, y in [(0, "a"), (1, "b"), (2, "a"), (3, "b"), (1, "a"), (2, "b")]:
         params = {"x": x, "y": y}
         study.add_trial(
-            optuna.trial.create_trial(params=params, distributions=SPACE, values=objective_values(params), system_attrs=generation)
+            optuna.trial.create_trial(
+                params=params, distributions=SPACE, values=objective_values(params), system_attrs=generation
+            )
         )
         if pruned_between:
             study.add_trial(

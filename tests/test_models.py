@@ -159,9 +159,7 @@ def test_fix_twin_has_dy_channels_and_no_predictor(preset: str) -> None:
     dy, fix = build_model(preset), build_model("fix_" + preset[3:])
     assert get_model_entry("fix_" + preset[3:]).baseline == get_model_entry(preset).baseline
     assert not any(isinstance(m, (DynamicConv2d, CoefficientPredictor)) for m in fix.modules())
-    fix_shapes = {
-        name: m.weight.shape for name, m in fix.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
-    }
+    fix_shapes = {name: m.weight.shape for name, m in fix.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
     for name, m in dy.named_modules():
         if isinstance(m, DynamicConv2d):
             assert fix_shapes[name] == (m.out_channels, m.in_channels // m.groups, *m.kernel_size)
@@ -261,10 +259,14 @@ def test_every_block_uses_every_coefficient() -> None:
         produced: dict[CoefficientPredictor, list[torch.Tensor]] = {}
         consumed: list[tuple[DynamicConv2d, torch.Tensor]] = []
         for predictor in served:
-            predictor.register_forward_hook(lambda module, args, out: produced.__setitem__(module, out))
+            predictor.register_forward_hook(
+                lambda module, args, out, produced=produced: produced.__setitem__(module, out)
+            )
         for layers in served.values():
             for layer in layers:
-                layer.register_forward_pre_hook(lambda module, args: consumed.append((module, args[1])))
+                layer.register_forward_pre_hook(
+                    lambda module, args, consumed=consumed: consumed.append((module, args[1]))
+                )
         model(torch.randn(1, 3, 32, 32))
         assert served and set(produced) == set(served), name
         owner = {layer: predictor for predictor, layers in served.items() for layer in layers}
@@ -311,9 +313,7 @@ def test_block_hands_each_layer_the_coefficients_of_its_slot() -> None:
         assert not torch.allclose(block(x), reference, rtol=1e-3, atol=1e-3)
 
 
-@pytest.mark.parametrize(
-    "name", ["dy_resnet18", "dy_mobilenet_v2", "dy_shufflenet_v2", "dy_mobilenet_v3_small"]
-)
+@pytest.mark.parametrize("name", ["dy_resnet18", "dy_mobilenet_v2", "dy_shufflenet_v2", "dy_mobilenet_v3_small"])
 def test_batchnorm_folds_into_every_dynamic_conv(name: str) -> None:
     """Every dynamic conv is followed directly by its BatchNorm: fold_batchnorm removes them all."""
     torch.manual_seed(0)

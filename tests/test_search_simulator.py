@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 import optuna
@@ -37,7 +36,9 @@ def table(config, tmp_path_factory) -> CurveTable:
         final = rng.uniform(0.6, 0.95)
         runs = {
             str(seed): {
-                "val_acc1": (0.1 + (final - 0.1) * (1 - np.exp(-np.arange(1, EPOCHS + 1) / rng.uniform(1, 4)))).tolist(),
+                "val_acc1": (
+                    0.1 + (final - 0.1) * (1 - np.exp(-np.arange(1, EPOCHS + 1) / rng.uniform(1, 4)))
+                ).tolist(),
                 "epoch_seconds": [float(i + 1)] * EPOCHS,
             }
             for seed in range(2)
@@ -59,12 +60,16 @@ def test_the_true_front_has_no_regret_and_nothing_has_all_of_it(table):
 
 
 def test_full_training_computes_every_epoch_of_every_trained_trial(table, config):
-    run = simulate(table, config, Method("random", lambda s: optuna.samplers.RandomSampler(seed=s), n_trials=12), 0, workers=3)
-    trained = [t for t in run.study.trials if t.state == optuna.trial.TrialState.COMPLETE and TrialRecord.of(t).duplicate_of is None]
-    assert run.trials == 12 and run.reused + run.infeasible + len(trained) == 12 and run.pruned == 0
-    seconds = sum(
-        EPOCHS * table.points[table.by_id[_point_id(t)]].epoch_seconds for t in trained
+    run = simulate(
+        table, config, Method("random", lambda s: optuna.samplers.RandomSampler(seed=s), n_trials=12), 0, workers=3
     )
+    trained = [
+        t
+        for t in run.study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE and TrialRecord.of(t).duplicate_of is None
+    ]
+    assert run.trials == 12 and run.reused + run.infeasible + len(trained) == 12 and run.pruned == 0
+    seconds = sum(EPOCHS * table.points[table.by_id[_point_id(t)]].epoch_seconds for t in trained)
     assert run.total_compute == pytest.approx(seconds)
     assert run.compute[-1] == pytest.approx(seconds)  # with full training the last finish ends everything
 
@@ -98,7 +103,9 @@ def test_compute_does_not_depend_on_the_number_of_workers_when_nothing_stops(tab
 @pytest.mark.parametrize("workers", [1, 4])
 def test_moasha_in_the_simulator_stops_trials_at_rungs_and_passes_the_audit(table, config, workers):
     schedule = RungSchedule(1, 3)
-    method = Method("moasha", lambda s: optuna.samplers.RandomSampler(seed=s), stopping="moasha", schedule=schedule, n_trials=40)
+    method = Method(
+        "moasha", lambda s: optuna.samplers.RandomSampler(seed=s), stopping="moasha", schedule=schedule, n_trials=40
+    )
     run = simulate(table, config, method, 0, workers=workers)
     pruned = [t for t in run.study.trials if t.state == optuna.trial.TrialState.PRUNED]
     assert run.pruned == len([t for t in pruned if TrialRecord.of(t).infeasible is None]) > 0
@@ -106,8 +113,14 @@ def test_moasha_in_the_simulator_stops_trials_at_rungs_and_passes_the_audit(tabl
     assert {TrialRecord.of(t).stopped_at_rung for t in stopped} <= {1, 3}
     assert all(len(TrialRecord.of(t).curve) == TrialRecord.of(t).stopped_at_rung for t in stopped)
     assert audit(run.study, schedule) == []
-    stopped_epochs = sum(TrialRecord.of(t).stopped_at_rung * table.points[table.by_id[_point_id(t)]].epoch_seconds for t in stopped)
-    complete = [t for t in run.study.trials if t.state == optuna.trial.TrialState.COMPLETE and TrialRecord.of(t).duplicate_of is None]
+    stopped_epochs = sum(
+        TrialRecord.of(t).stopped_at_rung * table.points[table.by_id[_point_id(t)]].epoch_seconds for t in stopped
+    )
+    complete = [
+        t
+        for t in run.study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE and TrialRecord.of(t).duplicate_of is None
+    ]
     full = sum(EPOCHS * table.points[table.by_id[_point_id(t)]].epoch_seconds for t in complete)
     assert run.total_compute == pytest.approx(stopped_epochs + full)
 

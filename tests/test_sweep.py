@@ -17,6 +17,7 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
+from sweep_command import dynsweep
 
 from dynsweep import analysis
 from dynsweep.sweep import (
@@ -31,7 +32,6 @@ from dynsweep.sweep import (
 from dynsweep.sweep.pruning import should_stop
 from dynsweep.sweep.record import retried_trial
 from dynsweep.sweep.storage import make_storage
-from sweep_command import dynsweep
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
@@ -91,7 +91,10 @@ def fresh_name() -> str:
             "num_bases.choices: must be a non-empty list",
         ),
         ({"architectures": [{"model": "resnet18", "base": {"mode": "foo"}}]}, "base: DynamicSpec.mode"),
-        ({"objectives": ["val_acc1", "flops"]}, "unknown objective 'flops'; allowed: val_acc1, macs, params, latency_ms, latency_ratio"),
+        (
+            {"objectives": ["val_acc1", "flops"]},
+            "unknown objective 'flops'; allowed: val_acc1, macs, params, latency_ms, latency_ratio",
+        ),
         ({"reference_point": {"val_acc1": 0.0}}, "reference_point: needs exactly one value per objective"),
         ({"reference_point": {"val_acc1": 0.0, "macs": "big"}}, "reference_point.macs: must be a number"),
         ({"sampler": "cmaes"}, "unknown sampler 'cmaes'; allowed: nsga2, tpe, gp, random"),
@@ -110,7 +113,10 @@ def fresh_name() -> str:
         ({"trials": 3}, ".trials: unknown field; allowed: "),
         ({"pruning": {"enabled": True}}, "pruning.enabled: replaced by pruning.algorithm: moasha"),
         ({"pruning": {"algorithm": "asha"}}, "pruning.algorithm: unknown 'asha'; allowed: moasha, dominance"),
-        ({"pruning": {"algorithm": "moasha", "reduction_factor": 1}}, "pruning.reduction_factor: must be an integer >= 2"),
+        (
+            {"pruning": {"algorithm": "moasha", "reduction_factor": 1}},
+            "pruning.reduction_factor: must be an integer >= 2",
+        ),
         ({"repeats": {"seeds": 0}}, "repeats.seeds: must be a positive integer"),
         ({"training": {"compile": "yes"}}, "training.compile: must be true or false"),
         ({"objectives": ["val_acc1", "latency_ms"]}, "latency: latency_ms need a latency: block"),
@@ -150,13 +156,17 @@ def test_journal_storage_creates_its_folder(tmp_path):
     path = tmp_path / "runs" / "nested" / "study.log"
     storage = make_storage(f"journal:{path}")
     optuna.create_study(storage=storage, study_name="s").optimize(lambda t: t.suggest_float("x", 0, 1), 2)
-    assert path.is_file() and len(optuna.load_study(study_name="s", storage=make_storage(f"journal:{path}")).trials) == 2
+    assert (
+        path.is_file() and len(optuna.load_study(study_name="s", storage=make_storage(f"journal:{path}")).trials) == 2
+    )
 
 
 def test_dominance_rule():
     def trial(number, curve, macs):
         return optuna.trial.create_trial(
-            state=TrialState.COMPLETE, values=[curve[-1], macs], user_attrs=TrialRecord.as_user_attrs(curve=curve, macs=macs)
+            state=TrialState.COMPLETE,
+            values=[curve[-1], macs],
+            user_attrs=TrialRecord.as_user_attrs(curve=curve, macs=macs),
         )
 
     others = [trial(i, [0.8, 0.9], 1e6) for i in range(3)]
@@ -192,9 +202,7 @@ def test_quickstart_end_to_end_short(tmp_path):
         assert None not in (record.seed, record.dir, record.wall_seconds, record.child_params)
         trial_dir = Path(record.dir)
         assert (trial_dir / "params.json").exists() and (trial_dir / "metrics.json").exists()
-        assert list(trial_dir.glob("checkpoints/last.ckpt")) and list(
-            trial_dir.glob("lightning_logs/*/metrics.csv")
-        )
+        assert list(trial_dir.glob("checkpoints/last.ckpt")) and list(trial_dir.glob("lightning_logs/*/metrics.csv"))
     assert len({TrialRecord.of(t).seed for t in trials}) == 3
 
     # The budget is study-wide: running the finished study again trains nothing.
@@ -219,9 +227,7 @@ def test_quickstart_end_to_end_short(tmp_path):
     assert frame.loc[3, "state"] == "WAITING" and frame.loc[3, "label"] == "fix_resnet18"
 
     # Replay retrains one trial from its recorded params and seed: the same accuracy on CPU.
-    replay = dynsweep(
-        "replay", str(trials[0].number), "--storage", url, "--study", "quickstart", cwd=tmp_path
-    )
+    replay = dynsweep("replay", str(trials[0].number), "--storage", url, "--study", "quickstart", cwd=tmp_path)
     assert replay.returncode == 0, replay.stderr[-2000:]
     assert f"val_acc1 {trials[0].values[0]:.4f}" in replay.stdout
 
@@ -285,7 +291,9 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
     assert "FAIL: NonFiniteError" in done.stdout
 
     # A run whose every trial fails exits 1 and says so.
-    only_nan = tiny_spec("nan", architectures=spec["architectures"][:1], warm_start=["resnet18"], budget={"n_trials": 1})
+    only_nan = tiny_spec(
+        "nan", architectures=spec["architectures"][:1], warm_start=["resnet18"], budget={"n_trials": 1}
+    )
     done = dynsweep("run", str(write(tmp_path, only_nan)), cwd=tmp_path)
     assert done.returncode == 1 and "every trial of this run failed (1)" in done.stderr
 
@@ -293,11 +301,23 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
 @pytest.mark.parametrize(
     "architecture, data, message",
     [
-        ({"space": {"num_bases": [0]}}, None, "space.num_bases: value 0: DynamicSpec.num_bases: must be an integer >= 1"),
+        (
+            {"space": {"num_bases": [0]}},
+            None,
+            "space.num_bases: value 0: DynamicSpec.num_bases: must be an integer >= 1",
+        ),
         ({"space": {"reduction": {"low": -2, "high": 4}}}, None, "space.reduction: value -2: DynamicSpec.reduction"),
         ({"base": {"stages": [9]}}, None, "(resnet18).base: DynamicSpec.stages: stage 9 does not exist"),
-        ({"space": {"stages": [[3], [9]]}}, None, "space.stages: value [9]: DynamicSpec.stages: stage 9 does not exist"),
-        ({}, {"class": "ImageFolderDataModule", "init_args": {"root": "no/such/folder"}}, "data: ImageFolderDataModule cannot be made"),
+        (
+            {"space": {"stages": [[3], [9]]}},
+            None,
+            "space.stages: value [9]: DynamicSpec.stages: stage 9 does not exist",
+        ),
+        (
+            {},
+            {"class": "ImageFolderDataModule", "init_args": {"root": "no/such/folder"}},
+            "data: ImageFolderDataModule cannot be made",
+        ),
     ],
 )
 def test_what_cannot_work_is_refused_before_the_first_trial(tmp_path, architecture, data, message):
@@ -389,7 +409,9 @@ def test_reference_point_of_the_spec_is_stored_in_the_study(tmp_path):
     assert analysis.reference_point(study) == {"val_acc1": 0.1, "macs": 5e6}
     assert StudyRecord.of(open_study(config, f"sqlite:///{tmp_path / 'ref.db'}")[0]).reference_point["macs"] == 5e6
     moved = load_config(write(tmp_path, tiny_spec("ref", reference_point={"macs": 6e6, "val_acc1": 0.1})))
-    with pytest.raises(ReferencePointError, match="reference_point: the study 'ref' already stores .* one point for its life"):
+    with pytest.raises(
+        ReferencePointError, match="reference_point: the study 'ref' already stores .* one point for its life"
+    ):
         open_study(moved, f"sqlite:///{tmp_path / 'ref.db'}")
 
 
@@ -421,7 +443,9 @@ def test_a_study_written_by_dynsweep_0_1_still_loads(tmp_path):
     assert replay.returncode == 0, replay.stderr[-2000:]
     assert "replaying trial 0 (seed" in replay.stdout
 
-    resumed = dynsweep("run", "legacy.yaml", "--storage", f"journal:{tmp_path / 'legacy.log'}", "--n-trials", "4", cwd=tmp_path)
+    resumed = dynsweep(
+        "run", "legacy.yaml", "--storage", f"journal:{tmp_path / 'legacy.log'}", "--n-trials", "4", cwd=tmp_path
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     trials = optuna.load_study(study_name="legacy", storage=make_storage(f"journal:{tmp_path / 'legacy.log'}")).trials
     assert len(trials) == 4 and trials[3].state in (TrialState.COMPLETE, TrialState.PRUNED)
@@ -460,7 +484,11 @@ def test_a_spec_is_bound_to_its_study(tmp_path):
 # -------------------------------------------------------------------- no point searched twice
 def continuous_spec(name: str, **changes) -> dict:
     """A continuous space whose every trial is infeasible (a MACs limit of 1): proposals without training."""
-    arch = {"model": "resnet18", "base": {"width_mult": 0.125, "stages": [3]}, "space": {"dynamic_width": {"low": 0.25, "high": 1.0}}}
+    arch = {
+        "model": "resnet18",
+        "base": {"width_mult": 0.125, "stages": [3]},
+        "space": {"dynamic_width": {"low": 0.25, "high": 1.0}},
+    }
     return tiny_spec(name, architectures=[arch], constraints={"max_macs": 1}, **changes)
 
 
@@ -474,7 +502,10 @@ def proposed(url: str, name: str) -> list[float]:
 def test_a_resumed_run_and_a_second_worker_propose_new_points(tmp_path):
     for sampler in ("random", "nsga2"):
         name = f"resume_{sampler}"
-        path = write(tmp_path, continuous_spec(name, sampler={"name": sampler, "population_size": 2} if sampler == "nsga2" else sampler))
+        path = write(
+            tmp_path,
+            continuous_spec(name, sampler={"name": sampler, "population_size": 2} if sampler == "nsga2" else sampler),
+        )
         url = f"sqlite:///{tmp_path / (name + '.db')}"
         for n in ("3", "6"):
             done = dynsweep("run", str(path), "--storage", url, "--n-trials", n, cwd=tmp_path)
@@ -486,7 +517,9 @@ def test_a_resumed_run_and_a_second_worker_propose_new_points(tmp_path):
 
     # Two workers joining one study at the same moment: each samples with a seed of its own.
     url = f"journal:{tmp_path / 'two.log'}"
-    done = dynsweep("run", str(write(tmp_path, continuous_spec("two", budget={"n_trials": 2}))), "--storage", url, cwd=tmp_path)
+    done = dynsweep(
+        "run", str(write(tmp_path, continuous_spec("two", budget={"n_trials": 2}))), "--storage", url, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     StudyRecord.write(optuna.load_study(study_name="two", storage=make_storage(url)), n_trials=12)
     workers = [start_worker(tmp_path, url, "two") for _ in range(2)]
@@ -510,15 +543,23 @@ def start_worker(tmp_path: Path, url: str, study: str) -> subprocess.Popen:
 def test_a_small_discrete_space_is_covered_before_any_point_repeats(tmp_path):
     """Six points, every trial infeasible (cheap): six trials take six distinct points; the
     seventh and eighth may repeat (nothing is left untried)."""
-    arch = {"model": "resnet18", "base": {"width_mult": 0.125}, "space": {"num_bases": [2, 4, 6], "stages": [[3], [2, 3]]}}
-    spec = tiny_spec("cover", architectures=[arch], constraints={"max_macs": 1}, budget={"n_trials": 8}, sampler="random")
+    arch = {
+        "model": "resnet18",
+        "base": {"width_mult": 0.125},
+        "space": {"num_bases": [2, 4, 6], "stages": [[3], [2, 3]]},
+    }
+    spec = tiny_spec(
+        "cover", architectures=[arch], constraints={"max_macs": 1}, budget={"n_trials": 8}, sampler="random"
+    )
     done = dynsweep("run", str(write(tmp_path, spec)), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     study = optuna.load_study(study_name="cover", storage=f"sqlite:///{tmp_path / 'runs' / 'cover.db'}")
     counted = [t for t in study.trials if TrialRecord.of(t).resampled is None]
     keys = [(t.params["resnet18.num_bases"], t.params["resnet18.stages"]) for t in counted]
     assert len(counted) == 8 and len(set(keys[:6])) == 6, keys
-    assert analysis.load(f"sqlite:///{tmp_path / 'runs' / 'cover.db'}", "cover")["number"].tolist() == [t.number for t in counted]
+    assert analysis.load(f"sqlite:///{tmp_path / 'runs' / 'cover.db'}", "cover")["number"].tolist() == [
+        t.number for t in counted
+    ]
 
 
 def test_of_two_trials_racing_for_one_point_one_claims_it():
@@ -580,14 +621,28 @@ def test_devices_pin_one_group_per_worker(tmp_path):
     spec = tiny_spec("pinned", budget={"n_trials": 4})
     done = dynsweep("run", str(write(tmp_path, spec)), "--storage", url, "--devices", "0,1", cwd=tmp_path, timeout=450)
     assert done.returncode == 0, done.stderr[-3000:]
-    trials = [t for t in optuna.load_study(study_name="pinned", storage=make_storage(url)).trials if TrialRecord.of(t).resampled is None]
+    trials = [
+        t
+        for t in optuna.load_study(study_name="pinned", storage=make_storage(url)).trials
+        if TrialRecord.of(t).resampled is None
+    ]
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     devices = {TrialRecord.of(t).worker: TrialRecord.of(t).devices for t in trials}
     assert sorted(map(tuple, devices.values())) == [("0",), ("1",)]  # two workers, one device each
     for t in trials:
         seen = (Path(TrialRecord.of(t).dir) / "child.log").read_text()
         assert f"CUDA_VISIBLE_DEVICES={TrialRecord.of(t).devices[0]}" in seen
-    refused = dynsweep("run", str(write(tmp_path, spec)), "--storage", url, "--devices", "0,1,2", "--devices-per-trial", "2", cwd=tmp_path)
+    refused = dynsweep(
+        "run",
+        str(write(tmp_path, spec)),
+        "--storage",
+        url,
+        "--devices",
+        "0,1,2",
+        "--devices-per-trial",
+        "2",
+        cwd=tmp_path,
+    )
     assert refused.returncode == 2 and "do not divide into groups" in refused.stderr
 
 
@@ -600,10 +655,23 @@ def test_a_trial_on_two_devices_trains_under_ddp_and_reports_the_whole_validatio
     from dynsweep.checkpoints import load_task
     from dynsweep.tasks.recipe import evaluate, make_data
 
-    spec = tiny_spec("ddp", budget={"n_trials": 1}, data={"class": "EmbeddedDigitsDataModule", "init_args": {"batch_size": 50}})
+    spec = tiny_spec(
+        "ddp", budget={"n_trials": 1}, data={"class": "EmbeddedDigitsDataModule", "init_args": {"batch_size": 50}}
+    )
     del spec["training"]["limit_val_batches"]
     url = f"sqlite:///{tmp_path / 'ddp.db'}"
-    done = dynsweep("run", str(write(tmp_path, spec)), "--storage", url, "--devices", "0,1", "--devices-per-trial", "2", cwd=tmp_path, timeout=450)
+    done = dynsweep(
+        "run",
+        str(write(tmp_path, spec)),
+        "--storage",
+        url,
+        "--devices",
+        "0,1",
+        "--devices-per-trial",
+        "2",
+        cwd=tmp_path,
+        timeout=450,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (trial,) = optuna.load_study(study_name="ddp", storage=url).trials
     record = TrialRecord.of(trial)
@@ -632,5 +700,9 @@ def test_latency_as_an_objective_is_measured_once_per_network(tmp_path):
     assert trials[0].values[1] == first.latency["ratio"] > 0 and first.latency["runs"] == 5
     assert first.latency["runtime"] == "eager" and first.latency["threads"] == 1 and first.latency["host"]
     assert first.latency["q1_ms"] <= first.latency["median_ms"] <= first.latency["q3_ms"]
-    assert not first.latency["cached"] and second.latency["cached"] and second.latency["median_ms"] == first.latency["median_ms"]
+    assert (
+        not first.latency["cached"]
+        and second.latency["cached"]
+        and second.latency["median_ms"] == first.latency["median_ms"]
+    )
     assert "x its reference)" in done.stdout

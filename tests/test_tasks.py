@@ -94,9 +94,7 @@ def test_fit_learns_and_logs_metrics_and_cost(tmp_path):
     L.seed_everything(0)
     task = ClassificationTask("resnet18", SMALL, lr=0.05, warmup_epochs=0.05)
     logger = CSVLogger(tmp_path, name="run")
-    trainer(tmp_path, max_steps=60, logger=logger, val_check_interval=30, limit_val_batches=4).fit(
-        task, digits()
-    )
+    trainer(tmp_path, max_steps=60, logger=logger, val_check_interval=30, limit_val_batches=4).fit(task, digits())
     rows = read_csv(f"{logger.log_dir}/metrics.csv")
     val = [r for r in rows if r.get("val_acc1")]
     assert len(val) == 2 and all(r["val_acc5"] for r in val)
@@ -107,9 +105,7 @@ def test_fit_learns_and_logs_metrics_and_cost(tmp_path):
     assert losses[-1] < losses[0]
     # MACs and parameters from the cost accounting, as hyper-parameters.
     hparams = read_yaml(f"{logger.log_dir}/hparams.yaml")
-    expected = count(
-        build_model("resnet18", SMALL, num_classes=10, in_channels=1, small_input=True), (1, 28, 28)
-    )
+    expected = count(build_model("resnet18", SMALL, num_classes=10, in_channels=1, small_input=True), (1, 28, 28))
     assert hparams["macs"] == expected.macs == task.cost.macs
     assert hparams["params"] == expected.params == sum(p.numel() for p in task.model.parameters())
     assert hparams["spec"]["width_mult"] == 0.25 and hparams["model"] == "resnet18"
@@ -130,9 +126,7 @@ def test_label_smoothing_is_the_training_loss():
 
 # ---------------------------------------------------------------------- checkpoints
 def _fit_with_checkpoints(tmp_path, task, steps=2, **checkpoint_options):
-    checkpoint = ModelCheckpoint(
-        dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1, **checkpoint_options
-    )
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1, **checkpoint_options)
     trainer(tmp_path, max_steps=steps, callbacks=[checkpoint]).fit(task, digits(16))
     return checkpoint
 
@@ -176,9 +170,7 @@ def test_resuming_another_architecture_keeps_the_checkpoint(tmp_path):
     other = ClassificationTask("resnet18", {"width_mult": 0.5})
     resume = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1)
     with pytest.raises(CheckpointMismatchError, match="width_mult"):
-        trainer(tmp_path, max_steps=3, callbacks=[resume]).fit(
-            other, digits(16), ckpt_path=checkpoint.last_model_path
-        )
+        trainer(tmp_path, max_steps=3, callbacks=[resume]).fit(other, digits(16), ckpt_path=checkpoint.last_model_path)
     assert Path(checkpoint.last_model_path).read_bytes() == before
 
 
@@ -188,9 +180,7 @@ def test_a_plain_state_dict_is_not_a_task_checkpoint(tmp_path):
     with pytest.raises(CheckpointMismatchError, match=r"weights\.pt is not a Lightning checkpoint"):
         ClassificationTask.load_from_checkpoint(tmp_path / "weights.pt", model="resnet18", spec=SMALL)
     # A Lightning checkpoint without the dynsweep record (written by another LightningModule).
-    checkpoint = torch.load(
-        _fit_with_checkpoints(tmp_path, task, steps=1).last_model_path, weights_only=False
-    )
+    checkpoint = torch.load(_fit_with_checkpoints(tmp_path, task, steps=1).last_model_path, weights_only=False)
     del checkpoint["dynsweep"]
     torch.save(checkpoint, tmp_path / "foreign.ckpt")
     with pytest.raises(CheckpointMismatchError, match=r"foreign\.ckpt: .*no dynsweep architecture record"):
@@ -380,9 +370,7 @@ def test_segmentation_fit_and_checkpoint(tmp_path):
     data = DigitCanvasDataModule(num_train=64, num_val=16, batch_size=8)
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
     logger = CSVLogger(tmp_path, name="seg")
-    trainer(tmp_path, max_steps=4, logger=logger, callbacks=[checkpoint], val_check_interval=4).fit(
-        task, data
-    )
+    trainer(tmp_path, max_steps=4, logger=logger, callbacks=[checkpoint], val_check_interval=4).fit(task, data)
     rows = [r for r in read_csv(f"{logger.log_dir}/metrics.csv") if r.get("val_miou")]
     assert rows and 0 <= float(rows[-1]["val_miou"]) <= 1 and float(rows[-1]["val_pixel_acc"]) > 0
     hparams = read_yaml(f"{logger.log_dir}/hparams.yaml")

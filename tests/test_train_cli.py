@@ -147,9 +147,7 @@ def test_evaluate_reproduces_the_logged_metric(trained: Path, capsys: pytest.Cap
     assert "val_acc1" in capsys.readouterr().out
 
 
-def test_evaluate_data_overrides_reach_the_data_module(
-    trained: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_evaluate_data_overrides_reach_the_data_module(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
     last = run_dir(trained) / "checkpoints" / "last.ckpt"
     assert main(["evaluate", str(last), "--data", "batch_size=0"]) == 1
     assert "batch_size must be >= 1" in capsys.readouterr().err

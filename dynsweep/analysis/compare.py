@@ -178,7 +178,9 @@ def side_mask(frame: pd.DataFrame, name: str) -> pd.Series:
     for column in ("preset", "arch"):
         if column in frame.columns and (frame[column] == name).any():
             return frame[column] == name
-    raise UsageError(f"compare: {name!r} is not one of {', '.join(side_names(frame))} (a kind, or a preset or architecture in the study)")
+    raise UsageError(
+        f"compare: {name!r} is not one of {', '.join(side_names(frame))} (a kind, or a preset or architecture in the study)"
+    )
 
 
 def compare(
@@ -227,8 +229,21 @@ def compare(
             result = hypervolume_difference(side_a, side_b, reference, objectives, resamples, seed, confidence)
             names = (_front_name(a, side_a), _front_name(b, side_b))
             macs, measure, test = (np.nan, np.nan), "hypervolume", f"bootstrap ({resamples} resamples)"
-        sides = [[side.mean, side.low, side.high, side.n, cost] for side, cost in ((result.a, macs[0]), (result.b, macs[1]))]
-        values = [arch, *names, measure, *sides[0], *sides[1], result.estimate, result.low, result.high, result.p_value, test]
+        sides = [
+            [side.mean, side.low, side.high, side.n, cost] for side, cost in ((result.a, macs[0]), (result.b, macs[1]))
+        ]
+        values = [
+            arch,
+            *names,
+            measure,
+            *sides[0],
+            *sides[1],
+            result.estimate,
+            result.low,
+            result.high,
+            result.p_value,
+            test,
+        ]
         rows.append(dict(zip(COMPARE_COLUMNS, values)))
     table = pd.DataFrame(rows, columns=COMPARE_COLUMNS)
     table.attrs.update(a=a, b=b)

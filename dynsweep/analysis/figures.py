@@ -79,14 +79,29 @@ def plot_fronts(
             below = np.maximum(centre - repeated["ci_low"].to_numpy(), 0.0)
             above = np.maximum(repeated["ci_high"].to_numpy() - centre, 0.0)
             ax.errorbar(
-                repeated[x], centre, yerr=[below, above], fmt="none", ecolor=color, elinewidth=1.0, capsize=2.5,
-                alpha=0.8, zorder=2, label=f"{name} 95% CI",
+                repeated[x],
+                centre,
+                yerr=[below, above],
+                fmt="none",
+                ecolor=color,
+                elinewidth=1.0,
+                capsize=2.5,
+                alpha=0.8,
+                zorder=2,
+                label=f"{name} 95% CI",
             )
     marked = done[done["kind"].isin(list(KIND_MARKERS))] if "kind" in done.columns else done.iloc[:0]
     for kind, group in marked.groupby("kind"):
         ax.scatter(
-            group[x], group[y], marker=KIND_MARKERS[kind], s=90, facecolor="none", edgecolor="black",
-            linewidth=1.0, zorder=4, label={"dy": "Dy presets", "fix": "Fix presets", "baseline": "static baselines"}[kind],
+            group[x],
+            group[y],
+            marker=KIND_MARKERS[kind],
+            s=90,
+            facecolor="none",
+            edgecolor="black",
+            linewidth=1.0,
+            zorder=4,
+            label={"dy": "Dy presets", "fix": "Fix presets", "baseline": "static baselines"}[kind],
         )
         for _, row in group.iterrows():
             ax.annotate(str(row["label"]), (row[x], row[y]), xytext=(4, 4), textcoords="offset points", fontsize=7)
@@ -153,7 +168,14 @@ def plot_effects(
             for arch, group in done.groupby("arch", sort=True):
                 positions = [values.index(v) for v in group[field].astype(str)]
                 offsets = jitter.uniform(-0.15, 0.15, len(positions))
-                ax.scatter(np.add(positions, offsets), group[objective], s=14, alpha=0.7, color=colors[str(arch)], label=str(arch))
+                ax.scatter(
+                    np.add(positions, offsets),
+                    group[objective],
+                    s=14,
+                    alpha=0.7,
+                    color=colors[str(arch)],
+                    label=str(arch),
+                )
             ax.set_xticks(range(len(values)), values, rotation=30, fontsize=7)
             ax.set_xlabel(field)
             ax.set_ylabel(objective)

@@ -86,7 +86,9 @@ def _stands_for_point(frame: pd.DataFrame, candidates: pd.Series) -> pd.Series:
     rows = frame[candidates]
     seeds = rows[N_SEEDS].fillna(0) if N_SEEDS in rows.columns else pd.Series(0, index=rows.index)
     number = rows["number"] if "number" in rows.columns else pd.Series(range(len(rows)), index=rows.index)
-    order = pd.DataFrame({"seeds": -seeds, "number": number, POINT: rows[POINT]}).sort_values(["seeds", "number"], kind="stable")
+    order = pd.DataFrame({"seeds": -seeds, "number": number, POINT: rows[POINT]}).sort_values(
+        ["seeds", "number"], kind="stable"
+    )
     first = ~order[POINT].duplicated() | order[POINT].isna()
     mask = pd.Series(False, index=frame.index)
     mask.loc[order.index[first.to_numpy()]] = True
@@ -137,8 +139,7 @@ def reference_losses(reference_point: Mapping[str, float], objectives: Objective
     missing = [name for name in objectives if name not in reference_point]
     if missing:
         raise AnalysisError(
-            f"reference_point: no value for {', '.join(missing)}; it needs one per objective "
-            f"({', '.join(objectives)})"
+            f"reference_point: no value for {', '.join(missing)}; it needs one per objective ({', '.join(objectives)})"
         )
     return losses(pd.DataFrame([{k: reference_point[k] for k in objectives}]), objectives)[0]
 
@@ -159,7 +160,10 @@ def hypervolume_history(
     rows = []
     for position, number in enumerate(ordered["number"]):
         rows.append(
-            {"number": int(number), "hypervolume": hypervolume(ordered.iloc[: position + 1], reference_point, objectives)}
+            {
+                "number": int(number),
+                "hypervolume": hypervolume(ordered.iloc[: position + 1], reference_point, objectives),
+            }
         )
     return pd.DataFrame(rows, columns=["number", "hypervolume"])
 

@@ -34,19 +34,30 @@ from dynsweep.analysis.pareto import (
 from dynsweep.analysis.study import (
     from_study,
     param_importances,
-    read_study,
     reference_point,
-    set_reference_point,
     stored_reference_point,
 )
 from dynsweep.sweep.config import SweepConfig
 from dynsweep.sweep.record import TrialRecord
 from dynsweep.sweep.study import budget, counted_trials
 
-TABLE_COLUMNS = ["number", "label", "arch", "kind", "num_bases", "reduction", "stages", "mode", "width_mult", "dynamic_width"]
+TABLE_COLUMNS = [
+    "number",
+    "label",
+    "arch",
+    "kind",
+    "num_bases",
+    "reduction",
+    "stages",
+    "mode",
+    "width_mult",
+    "dynamic_width",
+]
 
 
-def write_report(study: optuna.Study, out: str | Path, compare_sides: Sequence[tuple[str, str]] = ()) -> dict[str, Path]:
+def write_report(
+    study: optuna.Study, out: str | Path, compare_sides: Sequence[tuple[str, str]] = ()
+) -> dict[str, Path]:
     """Write front.csv, trials.csv, front.md and the fronts/hypervolume/effects figures into ``out``;
     for each pair of ``compare_sides`` (e.g. ``("dy", "fix")``, see ``analysis.compare``) a
     compare_A_B.csv and a section of front.md.
@@ -66,7 +77,9 @@ def write_report(study: optuna.Study, out: str | Path, compare_sides: Sequence[t
 
     front = pareto_front(frame, by="arch")
     seed_columns = ["n_seeds", "value_std", "ci_low", "ci_high"]
-    front[_columns(frame, objectives) + ["on_front", "seed", *seed_columns, "dir"]].to_csv(out / "front.csv", index=False)
+    front[_columns(frame, objectives) + ["on_front", "seed", *seed_columns, "dir"]].to_csv(
+        out / "front.csv", index=False
+    )
     frame.drop(columns=["curve"]).to_csv(out / "trials.csv", index=False)
     (out / "front.md").write_text(markdown(frame, reference, stored, comparisons))
     written.update({name: out / name for name in ("front.csv", "trials.csv", "front.md")})
@@ -134,7 +147,12 @@ def markdown(
     )
     units = " x ".join(objectives)
     lines += [f"Hypervolume reference point: {point} ({origin}); hypervolumes in {units}.", ""]
-    lines += ["## Front over all architectures", "", _table(pareto_front(frame), columns, objectives if repeated else None), ""]
+    lines += [
+        "## Front over all architectures",
+        "",
+        _table(pareto_front(frame), columns, objectives if repeated else None),
+        "",
+    ]
     summary, sections = [], []
     for arch, group in frame.groupby("arch", sort=True):
         front = pareto_front(group, objectives)
@@ -193,7 +211,11 @@ def _dynamic_against_static(frame: pd.DataFrame, reference: dict[str, float]) ->
         difference = stats.Difference(
             stats.Interval(row.hv_dynamic, math.nan, math.nan, math.nan, row.dynamic_points),
             stats.Interval(row.hv_static, math.nan, math.nan, math.nan, row.static_points),
-            row.difference, row.low, row.high, row.p_value, "bootstrap",
+            row.difference,
+            row.low,
+            row.high,
+            row.p_value,
+            "bootstrap",
         )
         rows.append(
             {
@@ -344,8 +366,10 @@ def _table(frame: pd.DataFrame, columns: list[str], objectives: dict[str, str] |
 
 
 def _overlap_text(marks: dict[int, bool | None]) -> str:
-    """"7, 9?": overlaps trial 7's interval, 9's unknown (one seed); "none": distinct from both."""
-    parts = [str(n) for n, overlaps in marks.items() if overlaps] + [f"{n}?" for n, overlaps in marks.items() if overlaps is None]
+    """ "7, 9?": overlaps trial 7's interval, 9's unknown (one seed); "none": distinct from both."""
+    parts = [str(n) for n, overlaps in marks.items() if overlaps] + [
+        f"{n}?" for n, overlaps in marks.items() if overlaps is None
+    ]
     return ", ".join(parts) or "none"
 
 
@@ -387,8 +411,12 @@ def status_text(study: optuna.Study, config: SweepConfig, table: bool = True) ->
     lines += ["", f"Pareto front ({' vs '.join(objectives)}): {len(front)} trials"]
     header = f"{'trial':>5} {'model':<22} {'val_acc1':>8} {'MMACs':>9} {'params':>8}  spec"
     lines += [header, "-" * len(header)]
-    for number, label, accuracy, macs, params in front[["number", "label", objectives[0], "macs", "params"]].itertuples(index=False):
+    for number, label, accuracy, macs, params in front[["number", "label", objectives[0], "macs", "params"]].itertuples(
+        index=False
+    ):
         spec = (records[number].child_params or {}).get("spec", {})
         described = " ".join(f"{k}={spec[k]}" for k in STATUS_SPEC_FIELDS if k in spec)
-        lines.append(f"{number:>5} {label or '?':<22} {accuracy:>8.4f} {macs / 1e6:>9.3f} {params / 1e6:>7.3f}M  {described}")
+        lines.append(
+            f"{number:>5} {label or '?':<22} {accuracy:>8.4f} {macs / 1e6:>9.3f} {params / 1e6:>7.3f}M  {described}"
+        )
     return "\n".join(lines)

@@ -223,7 +223,9 @@ def set_reference_point(study: optuna.Study, point: dict[str, float]) -> dict[st
     """
     names = list(objectives_of_study(study))
     if set(point) != set(names):
-        raise AnalysisError(f"reference_point: needs exactly one value per objective ({', '.join(names)}), got {sorted(point)}")
+        raise AnalysisError(
+            f"reference_point: needs exactly one value per objective ({', '.join(names)}), got {sorted(point)}"
+        )
     point = {name: float(point[name]) for name in names}
     store_reference_point(study, point)
     return point
@@ -279,7 +281,9 @@ def param_importances(study: optuna.Study, frame: pd.DataFrame | None = None, mi
     frame = from_study(study) if frame is None else frame
     names = list(frame.attrs["objectives"])
     wanted = set(frame[(frame["state"] == "COMPLETE") & frame["feasible"] & (frame["kind"] == "searched")]["number"])
-    trials = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]) if t.number in wanted]
+    trials = [
+        t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]) if t.number in wanted
+    ]
     arch_of = dict(zip(frame["number"], frame["arch"]))
     rows = []
     for arch in sorted({arch_of[t.number] for t in trials}):

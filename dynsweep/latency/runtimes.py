@@ -145,7 +145,14 @@ def onnx_graph(
     if graph_cache is not None:
         import onnxruntime
 
-        fields = [structure_key(model), list(x.shape), blocked, socket.gethostname(), torch.__version__, onnxruntime.__version__]
+        fields = [
+            structure_key(model),
+            list(x.shape),
+            blocked,
+            socket.gethostname(),
+            torch.__version__,
+            onnxruntime.__version__,
+        ]
         cached = Path(graph_cache) / f"{hashlib.sha256(repr(fields).encode()).hexdigest()[:24]}.onnx"
         if cached.exists():
             return cached

@@ -141,7 +141,7 @@ def measure_for_trial(
         start = time.perf_counter()
         try:
             report = measure_with(model, input_size, settings, reference, graph_cache=Path(cache_dir) / "graphs")
-        except Exception as error:  # noqa: BLE001 - any failure fails the trial with its reason
+        except Exception as error:
             reason = " ".join(str(error).split()) or type(error).__name__
             where = f"{settings.runtime} on {settings.device}"
             raise LatencyError(f"latency measurement failed ({where}): {reason}") from error

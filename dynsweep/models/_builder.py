@@ -100,9 +100,7 @@ class ModelBuilder:
         self.current_stride *= stride
         return stride, dilation
 
-    def build_stages(
-        self, in_channels: int, make_block: Callable[[BlockBuilder], nn.Module]
-    ) -> list[list[nn.Module]]:
+    def build_stages(self, in_channels: int, make_block: Callable[[BlockBuilder], nn.Module]) -> list[list[nn.Module]]:
         """The blocks of every stage: ``make_block(b)`` for each block, in order.
 
         Each block module must have ``out_channels``: the next block's ``b.in_channels``.
@@ -133,9 +131,7 @@ class ModelBuilder:
 
     def _width_field(self, plan: StagePlan) -> str:
         spec = self.spec
-        names = [
-            n for n, v in (("width_mult", spec.width_mult), ("dynamic_width", spec.dynamic_width)) if v != 1.0
-        ]
+        names = [n for n, v in (("width_mult", spec.width_mult), ("dynamic_width", spec.dynamic_width)) if v != 1.0]
         if spec.stage_widths is not None:
             names.insert(1, "stage_widths")
         if not plan.dynamic and "dynamic_width" in names:
@@ -151,9 +147,7 @@ class ModelBuilder:
 
     def check_reduction(self, in_channels: int, reduction: int | None, where: str) -> None:
         """:func:`~dynsweep.nn.check_reduction` for a predictor of this model, naming the spec field."""
-        check_reduction(
-            reduction, in_channels, name="DynamicSpec.reduction", where=f" in {where} of {self.arch}"
-        )
+        check_reduction(reduction, in_channels, name="DynamicSpec.reduction", where=f" in {where} of {self.arch}")
 
     def stem_conv(self, in_channels: int, channels: float, kernel_size: int) -> nn.Module:
         """The first convolution: ``channels x width_mult`` wide, stride 2 unless ``small_input``
@@ -261,9 +255,7 @@ class BlockBuilder:
         padding = (kernel_size - 1) // 2 * dilation
         role = conv_role(kernel_size, groups)
         if not (candidate and self.dynamic and role in spec.roles) or spec.static_kernels:
-            return nn.Conv2d(
-                in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=False
-            )
+            return nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=False)
         args = (in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
         plan = self.plan
         if spec.predictor_scope == "block":
@@ -291,6 +283,4 @@ class BlockBuilder:
             return None
         spec = self.model.spec
         self.model.check_reduction(in_channels, self.plan.reduction, self.where)
-        return CoefficientPredictor(
-            in_channels, self.shared_outputs, spec.mode, self.plan.reduction, spec.temperature
-        )
+        return CoefficientPredictor(in_channels, self.shared_outputs, spec.mode, self.plan.reduction, spec.temperature)

@@ -43,14 +43,12 @@ class InvertedResidual(InvertedResidualBase):
 
     def __init__(self, b: BlockBuilder, expand_ratio: float) -> None:
         inp, oup = b.in_channels, b.channels
-        hidden, expand = b.expansion(int(round(inp * expand_ratio)))
+        hidden, expand = b.expansion(round(inp * expand_ratio))
         layers: list[nn.Module] = []
         if expand:
             layers.append(b.conv_norm_act(inp, hidden, 1, activation=_relu6))
         layers += [
-            b.conv_norm_act(
-                hidden, hidden, 3, b.stride, b.dilation, b.depthwise_groups(hidden), activation=_relu6
-            ),
+            b.conv_norm_act(hidden, hidden, 3, b.stride, b.dilation, b.depthwise_groups(hidden), activation=_relu6),
             b.conv(hidden, oup, 1),
             nn.BatchNorm2d(oup),
         ]

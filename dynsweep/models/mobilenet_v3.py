@@ -123,9 +123,7 @@ class MobileNetV3(Backbone):
 
         stem = build.stem_conv(in_channels, stem_channels, 3)
         layers: list[nn.Module] = [ConvNormAct(stem, _norm(stem.out_channels), nn.Hardswish())]
-        for blocks in build.build_stages(
-            stem.out_channels, lambda b: InvertedResidual(b, table[b.stage][b.index])
-        ):
+        for blocks in build.build_stages(stem.out_channels, lambda b: InvertedResidual(b, table[b.stage][b.index])):
             layers += blocks
         inp = layers[-1].out_channels
         self.features_only = features_only
@@ -152,9 +150,7 @@ class MobileNetV3(Backbone):
         return self.classifier(self.avgpool(x).flatten(1))
 
 
-def _mobilenet_v3(
-    name: str, table: list[list[BlockConfig]], spec: DynamicSpec | None, **kwargs
-) -> MobileNetV3:
+def _mobilenet_v3(name: str, table: list[list[BlockConfig]], spec: DynamicSpec | None, **kwargs) -> MobileNetV3:
     stem, last = MOBILENET_V3_HEADS[name]
     return MobileNetV3(table, spec, stem_channels=stem, last_channels=last, name=name, **kwargs)
 

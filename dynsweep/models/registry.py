@@ -96,9 +96,7 @@ def get_model_entry(name: str) -> ModelEntry:
 def list_models(pattern: str = "*", presets: bool = True) -> list[str]:
     """Registered names matching the glob ``pattern``, sorted (aliases are not listed)."""
     return sorted(
-        e.name
-        for e in _REGISTRY.values()
-        if fnmatch.fnmatch(e.name, pattern) and (presets or not e.is_preset)
+        e.name for e in _REGISTRY.values() if fnmatch.fnmatch(e.name, pattern) and (presets or not e.is_preset)
     )
 
 

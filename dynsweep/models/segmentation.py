@@ -64,9 +64,7 @@ def build_segmentation_model(
     spec: a Dy-network changes the backbone, not the head, so the two FCNs differ only in their
     backbones (the head's input width follows the backbone).
     """
-    backbone = build_model(
-        name, spec, in_channels=in_channels, output_stride=output_stride, features_only=True
-    )
+    backbone = build_model(name, spec, in_channels=in_channels, output_stride=output_stride, features_only=True)
     if head_channels is None:
         entry = get_model_entry(name)
         with torch.device("meta"):  # only its width is needed: no memory, no initialisation cost

@@ -36,7 +36,7 @@ def channel_shuffle(x: Tensor, groups: int) -> Tensor:
 
 def split_channels(channels: int, split_ratio: float, where: str) -> int:
     """Channels of the right branch; both branches must keep at least one channel."""
-    right = int(round(channels * split_ratio))
+    right = round(channels * split_ratio)
     if not 0 < right < channels:
         raise ValueError(
             f"DynamicSpec.split_ratio: {split_ratio} leaves {right} of {channels} channels "
@@ -74,9 +74,7 @@ class InvertedResidual(nn.Module):
             branch_in = inp
         else:
             if inp != oup:
-                raise ValueError(
-                    f"a ShuffleNetV2 unit without downsampling needs inp == oup, got {inp} and {oup}"
-                )
+                raise ValueError(f"a ShuffleNetV2 unit without downsampling needs inp == oup, got {inp} and {oup}")
             self.branch1 = nn.Sequential()
             branch_in = right
         self.branch2 = nn.Sequential(

@@ -92,7 +92,7 @@ class DynamicSpec:
     mode: str = "dynet"
     temperature: float = 30.0
     static_kernels: bool = False
-    reduction: int | None | list[int | None] = 4
+    reduction: int | list[int | None] | None = 4
     predictor_scope: str = "block"
     width_mult: float = 1.0
     stage_widths: list[float] | None = None
@@ -178,18 +178,14 @@ class DynamicSpec:
             or not all(_is_number(w) and w > 0 for w in self.stage_widths)
         ):
             raise _fail("stage_widths", f"must be None or a list of numbers > 0, got {self.stage_widths!r}")
-        if self.channel_multiple is not None and (
-            not _is_int(self.channel_multiple) or self.channel_multiple < 1
-        ):
+        if self.channel_multiple is not None and (not _is_int(self.channel_multiple) or self.channel_multiple < 1):
             raise _fail("channel_multiple", f"must be None or an integer >= 1, got {self.channel_multiple!r}")
         if self.expansion is not None and (not _is_number(self.expansion) or self.expansion <= 0):
             raise _fail("expansion", f"must be None or a number > 0, got {self.expansion!r}")
         if not _is_number(self.split_ratio) or not 0 < self.split_ratio < 1:
             raise _fail("split_ratio", f"must be a number strictly between 0 and 1, got {self.split_ratio!r}")
         if not _is_int(self.depthwise_group_width) or self.depthwise_group_width < 1:
-            raise _fail(
-                "depthwise_group_width", f"must be an integer >= 1, got {self.depthwise_group_width!r}"
-            )
+            raise _fail("depthwise_group_width", f"must be an integer >= 1, got {self.depthwise_group_width!r}")
         return self
 
 
@@ -219,9 +215,7 @@ def _per_stage(spec: DynamicSpec, name: str, arch: str, num_stages: int) -> list
     return list(value)
 
 
-def plan_stages(
-    spec: DynamicSpec, arch: str, depths: Sequence[int], fields: Sequence[str] = ()
-) -> list[StagePlan]:
+def plan_stages(spec: DynamicSpec, arch: str, depths: Sequence[int], fields: Sequence[str] = ()) -> list[StagePlan]:
     """Resolve ``spec`` for an architecture whose stages have ``depths`` blocks.
 
     ``fields`` names the family-specific fields the architecture understands (``expansion``,
@@ -239,15 +233,11 @@ def plan_stages(
     else:
         missing = [s for s in spec.stages if s >= num_stages]
         if missing:
-            raise _fail(
-                "stages", f"stage {missing[0]} does not exist; {arch} has stages 0 to {num_stages - 1}"
-            )
+            raise _fail("stages", f"stage {missing[0]} does not exist; {arch} has stages 0 to {num_stages - 1}")
         dynamic = set(spec.stages)
     num_bases = _per_stage(spec, "num_bases", arch, num_stages)
     reduction = _per_stage(spec, "reduction", arch, num_stages)
-    stage_widths = (
-        _per_stage(spec, "stage_widths", arch, num_stages) if spec.stage_widths else [1.0] * num_stages
-    )
+    stage_widths = _per_stage(spec, "stage_widths", arch, num_stages) if spec.stage_widths else [1.0] * num_stages
     plans = []
     for index, depth in enumerate(depths):
         blocks: set[int] = set()
@@ -257,9 +247,7 @@ def plan_stages(
             else:
                 for b in spec.blocks:
                     if not -depth <= b < depth:
-                        raise _fail(
-                            "blocks", f"block {b} does not exist in stage {index} of {arch} ({depth} blocks)"
-                        )
+                        raise _fail("blocks", f"block {b} does not exist in stage {index} of {arch} ({depth} blocks)")
                     blocks.add(b % depth)
         width = spec.width_mult * stage_widths[index] * (spec.dynamic_width if index in dynamic else 1.0)
         plans.append(StagePlan(index, depth, frozenset(blocks), num_bases[index], reduction[index], width))

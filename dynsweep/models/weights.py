@@ -53,9 +53,7 @@ def load_torchvision_weights(
             raise _shape_error(key, tuple(value.shape), tuple(own[key].shape))
     unexpected = sorted(set(state) - set(own) - dynamic_keys)
     if unexpected:
-        raise ValueError(
-            f"weights has keys the model lacks: {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"
-        )
+        raise ValueError(f"weights has keys the model lacks: {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
 
     # Check everything first, so a file that does not fit leaves the model untouched.
     new_keys: set[str] = set()  # parameters the file cannot provide: predictors, bases
@@ -82,9 +80,7 @@ def load_torchvision_weights(
         conversions.append((module, weight, bias))
     missing = sorted(set(own) - set(state) - new_keys)
     if missing:
-        raise ValueError(
-            f"weights lacks keys the model needs: {missing[:5]}{' ...' if len(missing) > 5 else ''}"
-        )
+        raise ValueError(f"weights lacks keys the model needs: {missing[:5]}{' ...' if len(missing) > 5 else ''}")
 
     for predictor in predictors:
         nn.init.zeros_(predictor.output_layer.weight)

@@ -117,9 +117,7 @@ class DynamicConv2d(nn.Module):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
-            )
+            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
         if isinstance(num_bases, bool) or not isinstance(num_bases, int) or num_bases < 1:
             raise ValueError(f"num_bases must be an integer >= 1, got {num_bases!r}")
         check_mode(mode)
@@ -147,9 +145,7 @@ class DynamicConv2d(nn.Module):
         self.coefficient_slot = coefficient_slot
         self.strategy = strategy
 
-        self.weight = nn.Parameter(
-            torch.empty(out_channels, num_bases, in_channels // groups, *self.kernel_size)
-        )
+        self.weight = nn.Parameter(torch.empty(out_channels, num_bases, in_channels // groups, *self.kernel_size))
         self.bias = nn.Parameter(torch.empty(out_channels, num_bases)) if bias else None
         # A per-channel bias independent of the coefficients; only fold_batchnorm sets it.
         self.register_parameter("output_bias", None)
@@ -316,9 +312,7 @@ class DynamicConv2d(nn.Module):
             coefficients = self.coefficients(x)
         self._check_coefficients(coefficients)
         if coefficients.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"coefficients batch {coefficients.shape[0]} does not match input batch {x.shape[0]}"
-            )
+            raise ValueError(f"coefficients batch {coefficients.shape[0]} does not match input batch {x.shape[0]}")
         if self._explicit_pad is not None:
             x = F.pad(x, self._explicit_pad)
         strategy = self.strategy if self.strategy != "auto" else choose_strategy(self, x)

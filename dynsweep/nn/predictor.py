@@ -119,9 +119,7 @@ class CoefficientPredictor(nn.Module):
         if hidden is None:
             self.fc = nn.Linear(in_channels, total)
         else:
-            self.fc = nn.Sequential(
-                nn.Linear(in_channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, total)
-            )
+            self.fc = nn.Sequential(nn.Linear(in_channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, total))
         if mode == "dyconv":
             self.register_buffer("temperature", torch.tensor(float(temperature)))
 
@@ -156,9 +154,7 @@ class CoefficientPredictor(nn.Module):
                     logits = torch.sigmoid(logits)
         if len(self.layer_outputs) == 1:
             return [self._arrange(logits, *self.layer_outputs[0])]
-        return [
-            self._arrange(z, *shape) for shape, z in zip(self.layer_outputs, logits.split(self.split_sizes, dim=1))
-        ]
+        return [self._arrange(z, *shape) for shape, z in zip(self.layer_outputs, logits.split(self.split_sizes, dim=1))]
 
     def _fc_hooked(self) -> bool:
         """True when a forward hook would see ``fc``'s modules (a MAC counter, a feature probe):

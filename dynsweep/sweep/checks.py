@@ -37,7 +37,7 @@ def check_data(config: SweepConfig) -> Any:
 
     try:
         return make_data(config.data)
-    except Exception as error:  # noqa: BLE001 - any constructor error: name the field
+    except Exception as error:
         raise SweepConfigError(f"{config.source}: data: {config.data['class']} cannot be made: {error}") from None
 
 
@@ -65,7 +65,11 @@ def _build(arch: Architecture, spec: dict[str, Any], data: Any, where: str) -> N
     try:
         with torch.device("meta"):
             model = build_model(
-                arch.model, spec, num_classes=data.num_classes, in_channels=data.in_channels, small_input=arch.small_input
+                arch.model,
+                spec,
+                num_classes=data.num_classes,
+                in_channels=data.in_channels,
+                small_input=arch.small_input,
             )
             model.eval()(torch.empty(1, data.in_channels, size, size))
     except (ValueError, RuntimeError, TypeError) as error:

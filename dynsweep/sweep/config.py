@@ -13,9 +13,9 @@ allowed values where there is a list.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Collection
 from typing import Any
 
 import yaml
@@ -416,18 +416,14 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
     if not isinstance(archs, list) or not archs:
         raise _fail(f"{source}: architectures", "must be a non-empty list of {model: NAME, space: {...}}")
     spec_fields = _spec_fields()
-    architectures = [
-        _architecture(f"{source}: architectures[{i}]", a, spec_fields) for i, a in enumerate(archs)
-    ]
+    architectures = [_architecture(f"{source}: architectures[{i}]", a, spec_fields) for i, a in enumerate(archs)]
     models = [a.model for a in architectures]
     if len(set(models)) != len(models):
         raise _fail(f"{source}: architectures", f"an architecture is listed twice: {models}")
 
     objectives = raw.get("objectives", ["val_acc1", "macs"])
     if not isinstance(objectives, list) or len(objectives) < 2 or len(set(objectives)) != len(objectives):
-        raise _fail(
-            f"{source}: objectives", f"must be a list of two or more distinct names, got {objectives!r}"
-        )
+        raise _fail(f"{source}: objectives", f"must be a list of two or more distinct names, got {objectives!r}")
     for o in objectives:
         if o not in OBJECTIVES:
             raise _fail(f"{source}: objectives", f"unknown objective {o!r}; allowed: {', '.join(OBJECTIVES)}")
@@ -462,7 +458,9 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
             raise SweepConfigError(str(error)) from None
     needs_latency = [o for o in objectives if o.startswith("latency")] + (["max_latency_ms"] if max_latency else [])
     if needs_latency and latency is None:
-        raise _fail(f"{source}: latency", f"{', '.join(needs_latency)} need a latency: block (e.g. latency: {{runtime: eager}})")
+        raise _fail(
+            f"{source}: latency", f"{', '.join(needs_latency)} need a latency: block (e.g. latency: {{runtime: eager}})"
+        )
 
     sampler = raw.get("sampler", "nsga2")
     sampler_options: dict[str, Any] = {}
@@ -489,9 +487,7 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
 
     data_classes = [n for n in dynsweep.data.__all__ if n.endswith("DataModule")]
     if data.get("class") not in data_classes:
-        raise _fail(
-            f"{source}: data.class", f"unknown {data.get('class')!r}; allowed: {', '.join(data_classes)}"
-        )
+        raise _fail(f"{source}: data.class", f"unknown {data.get('class')!r}; allowed: {', '.join(data_classes)}")
     _mapping(f"{source}: data.init_args", data.setdefault("init_args", {}) or {})
 
     seed = raw.get("seed", 0)
@@ -529,8 +525,7 @@ def parse_config(raw: Any, source: str = "<dict>") -> SweepConfig:
         if (entry.baseline or entry.name) not in models:
             raise _fail(
                 f"{source}: warm_start",
-                f"{preset!r} is a {entry.baseline or entry.name}, "
-                f"which is not among the architectures {models}",
+                f"{preset!r} is a {entry.baseline or entry.name}, which is not among the architectures {models}",
             )
 
     return SweepConfig(
@@ -564,7 +559,11 @@ def from_stored(raw: dict[str, Any], source: str = "<study>") -> SweepConfig:
         raw = _from_flat(raw)
     if "enabled" in (raw.get("pruning") or {}):  # dynsweep 0.1's switch of the dominance rule
         old = raw["pruning"]
-        rule = {"algorithm": "dominance", "min_dominating": old["min_dominating"], "warmup_epochs": old["warmup_epochs"]}
+        rule = {
+            "algorithm": "dominance",
+            "min_dominating": old["min_dominating"],
+            "warmup_epochs": old["warmup_epochs"],
+        }
         raw = {**raw, "pruning": rule if old["enabled"] else {}}
     return parse_config({k: v for k, v in raw.items() if k != "source"}, source)
 

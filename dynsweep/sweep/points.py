@@ -33,7 +33,9 @@ def holder(study: optuna.Study, trial: optuna.Trial, digest: str) -> FrozenTrial
         if other.number == trial.number:
             continue
         record = TrialRecord.of(other)
-        if record.point == digest and (other.number < trial.number or record.claimed or other.state != TrialState.RUNNING):
+        if record.point == digest and (
+            other.number < trial.number or record.claimed or other.state != TrialState.RUNNING
+        ):
             return other
     TrialRecord.write(trial, claimed=True)
     return None
@@ -46,7 +48,7 @@ def finite_values(dim: Dimension) -> list[Any] | None:
     if dim.is_int and not dim.log:
         return list(range(int(dim.low), int(dim.high) + 1, int(dim.step or 1)))
     if dim.step is not None and not dim.log:
-        count = int(round((dim.high - dim.low) / dim.step))
+        count = round((dim.high - dim.low) / dim.step)
         return [dim.low + i * dim.step for i in range(count + 1)]
     return None
 

@@ -62,7 +62,7 @@ def check_storage(url: str) -> None:
                 pass
         finally:
             engine.dispose()
-    except Exception as error:  # noqa: BLE001 - any driver or URL error: one line naming the URL
+    except Exception as error:
         raise StorageError(f"storage: cannot open {url}: {_first_line(error)}") from None
 
 
@@ -94,7 +94,7 @@ def make_storage(url: str, settings: StorageConfig | None = None) -> optuna.stor
                 grace_period=settings.grace_period,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=settings.max_retry),
             )
-        except Exception as error:  # noqa: BLE001 - any driver or URL error: one line naming the URL
+        except Exception as error:
             raise StorageError(f"storage: cannot open {url}: {_first_line(error)}") from None
 
 
@@ -150,7 +150,7 @@ def open_existing(url: str, settings: StorageConfig | None = None) -> optuna.sto
             has_studies = sqlalchemy.inspect(engine).has_table("studies")
         finally:
             engine.dispose()
-    except Exception as error:  # noqa: BLE001 - any driver error: say which URL
+    except Exception as error:
         raise StorageError(f"storage: cannot open {url}: {_first_line(error)}") from None
     if not has_studies:
         raise StorageError(f"storage: {url} holds no Optuna studies (no 'studies' table)")

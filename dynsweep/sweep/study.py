@@ -21,8 +21,8 @@ from dynsweep.sweep.config import FIXED_FIELDS, OBJECTIVES, SweepConfig, from_st
 from dynsweep.sweep.record import (
     StudyRecord,
     TrialRecord,
-    is_over_budget,
     check_reference_point,
+    is_over_budget,
     retry_history,
     store_reference_point,
 )

@@ -90,7 +90,9 @@ def measure_latency(config: SweepConfig, params: dict[str, Any], runs_dir: Path)
     reference = make_task({**params, "preset": None, "spec": {**arch.base, "stages": []}}, data).model
     height, width = (data.image_size,) * 2 if isinstance(data.image_size, int) else data.image_size
     settings = LatencySettings.from_dict(config.latency)
-    return measure_for_trial(model, reference, settings, runs_dir / "latency", (data.in_channels, height, width)).to_dict()
+    return measure_for_trial(
+        model, reference, settings, runs_dir / "latency", (data.in_channels, height, width)
+    ).to_dict()
 
 
 def read_progress(trial_dir: Path) -> list[dict[str, Any]]:
@@ -230,7 +232,7 @@ def run_trial(
                 trial_dir.rmdir()
             log(f"trial {trial.number}: the point of trial {other.number} ({other.state.name}): proposed anew")
             return None
-    except Exception as error:  # noqa: BLE001 - a sampling error fails this trial only
+    except Exception as error:
         return fail(f"{type(error).__name__}: {error}")
     try:
         macs, n_params = measure_cost(params)
@@ -240,7 +242,7 @@ def run_trial(
         study.tell(trial, state=TrialState.PRUNED)
         log(f"trial {trial.number} ({params['preset'] or params['model']}): infeasible, not trained: {reason}")
         return TrialState.PRUNED
-    except Exception as error:  # noqa: BLE001 - anything else fails this trial only
+    except Exception as error:
         return fail(f"{type(error).__name__}: {error}")
     TrialRecord.write(trial, macs=macs, params=n_params)
     twin = finished_twin(study, params) if config.budget.reuse_duplicates and not repeat else None
@@ -348,7 +350,13 @@ class SeedOutcome:
 
 
 def stops_early(
-    study: optuna.Study, trial: optuna.Trial, config: SweepConfig, epochs: int, accuracy: float, macs: int, max_epochs: int
+    study: optuna.Study,
+    trial: optuna.Trial,
+    config: SweepConfig,
+    epochs: int,
+    accuracy: float,
+    macs: int,
+    max_epochs: int,
 ) -> str | None:
     """After an epoch of the trial's first seed: why the spec's early stopping ends it now, if it does.
 

@@ -32,7 +32,6 @@ from dynsweep.sweep.storage import check_storage, check_workers, default_url
 from dynsweep.sweep.study import budget, counted_trials, make_sampler, open_study
 from dynsweep.sweep.trial import Log, run_trial
 
-
 MAX_RESAMPLES = 3
 """Proposals in a row that may repeat held points before an untried point of a finite space is
 enqueued instead (samplers that converge keep proposing their favourite points)."""
@@ -217,7 +216,9 @@ def run_workers(
     command += ["--study", study.study_name, "--runs-dir", str(runs_dir), "--with-parent"]
     extra = []
     for index in range(1, count):
-        placement = ["--devices", ",".join(groups[index]), "--devices-per-trial", str(len(groups[index]))] if groups else []
+        placement = (
+            ["--devices", ",".join(groups[index]), "--devices-per-trial", str(len(groups[index]))] if groups else []
+        )
         extra.append(subprocess.Popen(command + placement))
     try:
         run_worker(study, config, runs_dir, log, first=first, devices=groups[0] if groups else None)

@@ -65,11 +65,7 @@ def _differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[s
     for key in sorted(set(saved) | set(current)):
         if key == "spec" and isinstance(saved.get(key), Mapping) and isinstance(current.get(key), Mapping):
             a, b = saved[key], current[key]
-            out += [
-                f"spec.{f}: {a.get(f)!r} vs {b.get(f)!r}"
-                for f in sorted(set(a) | set(b))
-                if a.get(f) != b.get(f)
-            ]
+            out += [f"spec.{f}: {a.get(f)!r} vs {b.get(f)!r}" for f in sorted(set(a) | set(b)) if a.get(f) != b.get(f)]
         elif saved.get(key) != current.get(key):
             out.append(f"{key}: {saved.get(key)!r} vs {current.get(key)!r}")
     return out
@@ -125,9 +121,7 @@ class DynamicTask(L.LightningModule):
         h = self.hparams
         if dyconv_predictors(self.model) and h.temperature_epochs > 0:
             start = h.spec["temperature"]  # the spec's, not the buffer's: a resumed run restores that
-            callbacks.append(
-                TemperatureAnnealing(start=start, end=h.temperature_end, epochs=h.temperature_epochs)
-            )
+            callbacks.append(TemperatureAnnealing(start=start, end=h.temperature_end, epochs=h.temperature_epochs))
         return callbacks
 
     def setup(self, stage: str) -> None:
@@ -162,14 +156,10 @@ class DynamicTask(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
-        optimizer = build_optimizer(
-            self.model, h.optimizer, h.lr, h.weight_decay, h.momentum, h.nesterov, h.betas
-        )
+        optimizer = build_optimizer(self.model, h.optimizer, h.lr, h.weight_decay, h.momentum, h.nesterov, h.betas)
         total, per_epoch = training_steps(self.trainer)
         if h.warmup_epochs > 0 and per_epoch != per_epoch:
-            raise ValueError(
-                "warmup_epochs needs a training set with a length (this one has none); set it to 0"
-            )
+            raise ValueError("warmup_epochs needs a training set with a length (this one has none); set it to 0")
         warmup = round(h.warmup_epochs * per_epoch) if h.warmup_epochs > 0 else 0
         schedule = WarmupSchedule(total, warmup, self.decay, getattr(h, "power", 0.9))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -207,9 +197,7 @@ class DynamicTask(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         current = self.architecture
-        saved = (
-            checkpoint.get(CHECKPOINT_KEY, {}).get("architecture") if isinstance(checkpoint, dict) else None
-        )
+        saved = checkpoint.get(CHECKPOINT_KEY, {}).get("architecture") if isinstance(checkpoint, dict) else None
         if saved is None:
             raise CheckpointMismatchError(
                 "this checkpoint has no dynsweep architecture record, so it was not written by a dynsweep "

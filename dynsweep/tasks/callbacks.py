@@ -41,15 +41,11 @@ class TemperatureAnnealing(L.Callback):
     warning).
     """
 
-    def __init__(
-        self, start: float = 30.0, end: float = 1.0, epochs: float = 10.0, steps: int | None = None
-    ) -> None:
+    def __init__(self, start: float = 30.0, end: float = 1.0, epochs: float = 10.0, steps: int | None = None) -> None:
         if start <= 0 or end <= 0:
             raise ValueError(f"temperatures must be > 0, got start={start}, end={end}")
         if (steps is None and epochs <= 0) or (steps is not None and steps <= 0):
-            raise ValueError(
-                f"the schedule needs epochs > 0 or steps > 0, got epochs={epochs}, steps={steps}"
-            )
+            raise ValueError(f"the schedule needs epochs > 0 or steps > 0, got epochs={epochs}, steps={steps}")
         self.start, self.end, self.epochs, self.steps = float(start), float(end), float(epochs), steps
         self._predictors: list[CoefficientPredictor] = []
         self._current: float | None = None
@@ -74,14 +70,10 @@ class TemperatureAnnealing(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._predictors, self._current = dyconv_predictors(pl_module), None
         if not self._predictors:
-            rank_zero_warn(
-                "TemperatureAnnealing: the model has no 'dyconv' coefficient predictor; nothing to anneal"
-            )
+            rank_zero_warn("TemperatureAnnealing: the model has no 'dyconv' coefficient predictor; nothing to anneal")
         self.set_temperature(self.temperature(self.progress(trainer)))
 
-    def on_train_batch_start(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int
-    ) -> None:
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
         self.set_temperature(self.temperature(self.progress(trainer, batch_idx)))
 
 

@@ -72,9 +72,7 @@ class ClassificationTask(DynamicTask):
         self.save_hyperparameters()
         self.hparams.update(spec=spec, betas=betas)  # LightningCLI has Lightning save them as given
         self.decay = lr_decay
-        self.model = build_model(
-            model, spec, num_classes=num_classes, in_channels=in_channels, small_input=small_input
-        )
+        self.model = build_model(model, spec, num_classes=num_classes, in_channels=in_channels, small_input=small_input)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         metrics = {"acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro")}
         if num_classes > 5:

@@ -86,9 +86,7 @@ class WarmupSchedule:
         if decay not in DECAYS:
             raise ValueError(f"decay must be one of {DECAYS}, got {decay!r}")
         if total_steps < 1 or not 0 <= warmup_steps:
-            raise ValueError(
-                f"need total_steps >= 1 and warmup_steps >= 0, got {total_steps}, {warmup_steps}"
-            )
+            raise ValueError(f"need total_steps >= 1 and warmup_steps >= 0, got {total_steps}, {warmup_steps}")
         self.total_steps, self.warmup_steps = int(total_steps), min(int(warmup_steps), int(total_steps) - 1)
         self.decay, self.power = decay, power
 
@@ -109,13 +107,10 @@ def training_steps(trainer) -> tuple[int, float]:
     total = trainer.estimated_stepping_batches
     if not math.isfinite(total):
         raise ValueError(
-            "the learning-rate schedule needs a finite training length: "
-            "set the trainer's max_epochs or max_steps"
+            "the learning-rate schedule needs a finite training length: set the trainer's max_epochs or max_steps"
         )
     if trainer.train_dataloader is None:  # with max_steps alone Lightning estimates without loading data
         trainer.fit_loop.setup_data()
     batches = trainer.num_training_batches
-    per_epoch = (
-        math.ceil(batches / trainer.accumulate_grad_batches) if math.isfinite(batches) else float("nan")
-    )
+    per_epoch = math.ceil(batches / trainer.accumulate_grad_batches) if math.isfinite(batches) else float("nan")
     return int(total), per_epoch
