@@ -257,8 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--infeasible",
         choices=("fail", "prune"),
-        default="fail",
-        help="a point the model cannot build: told FAIL (as the sweep) or PRUNED (as a constraint violation)",
+        default="prune",
+        help="a point the model cannot build: told PRUNED and infeasible (as the sweep) or FAIL (as dynsweep 0.1)",
     )
     parser.add_argument("--plot", type=Path, help="write regret against compute here (PNG)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

@@ -23,7 +23,7 @@ tensors around it in NCHW. :func:`block_dynamic_convolutions` gives those Convs 
    predictors' global average pooling becomes GlobalAveragePool, which ONNX Runtime runs on
    the blocked tensor instead of reordering it back first. (``pointwise_predictors=True`` also
    runs the layers after a global pooling as blocked 1 x 1 Convs instead of matrix-vector
-   products; measured slower, so off: docs/latency.md.)
+   products; measured slower on CPU, so off.)
 
 ``fusion="matmul"`` keeps the portable graph's MatMul fusion and moves each block's channels
 innermost with a Transpose (for comparison; slower). The result holds ONNX Runtime's own

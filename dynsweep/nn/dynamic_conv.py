@@ -484,7 +484,7 @@ def choose_strategy(layer: DynamicConv2d, x: Tensor) -> str:
         return "feature"
     if torch.compiler.is_exporting():
         # Exported graphs get one Conv with the fused kernel (the paper's inference form): the
-        # matmul form breaks under onnxscript's reshape-MatMul-reshape rewrite (tests/test_export.py).
+        # matmul form breaks under onnxscript's reshape-MatMul-reshape rewrite.
         return "grouped"
     pointwise = layer.kernel_size == (1, 1) and layer.padding == (0, 0)
     if pointwise and layer.groups == 1:
@@ -495,7 +495,7 @@ def choose_strategy(layer: DynamicConv2d, x: Tensor) -> str:
         return "grouped"
     out_h, out_w = layer.output_size(x.shape[2:])
     if x.is_cuda and layer.training and torch.is_grad_enabled():
-        # Training on an H200 (docs/gpu.md): cuDNN's batch-as-groups convolution only pays on
+        # Training on CUDA: cuDNN's batch-as-groups convolution only pays on
         # large maps; elsewhere the paper's feature fusion, one dense convolution, is fastest.
         return "grouped" if out_h * out_w >= 56 * 56 else "feature"
     # Batch-as-groups convolution is efficient on large maps; on small, wide maps the per-sample

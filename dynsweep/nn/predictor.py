@@ -37,7 +37,7 @@ def plain_inference(x: Tensor) -> bool:
 
     The batch-1 fast paths key on this; any other call takes the general, differentiable path.
     CUDA-graph capture may take the fast path: it has no host synchronisation, and replay equals
-    eager (docs/gpu.md).
+    eager.
     """
     if torch.is_grad_enabled() or torch.compiler.is_compiling():
         return False
