@@ -182,7 +182,7 @@ def plot_effects(
             if objective == x:
                 ax.set_yscale("log")
             ax.grid(True, alpha=0.3)
-    if extra:
+    if importances is not None and extra:
         for row, objective in enumerate((y, x)):
             ax = axes[row][columns - 1]
             table = importances[importances["objective"] == objective]

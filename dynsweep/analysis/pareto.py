@@ -52,6 +52,14 @@ def accuracy_objective(objectives: Objectives) -> str | None:
     return next((name for name, direction in objectives.items() if direction == "maximize"), None)
 
 
+def required_accuracy(objectives: Objectives, what: str) -> str:
+    """The accuracy objective (see :func:`accuracy_objective`); none is an AnalysisError naming ``what`` needs it."""
+    accuracy = accuracy_objective(objectives)
+    if accuracy is None:
+        raise AnalysisError(f"objectives: {what} needs a maximized accuracy, got {dict(objectives)}")
+    return accuracy
+
+
 def losses(frame: pd.DataFrame, objectives: Objectives) -> np.ndarray:
     """Objective values as losses (maximized ones negated), one row per trial, as Optuna sorts them."""
     columns = [frame[name].to_numpy(dtype=float) for name in objectives]

@@ -12,6 +12,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import optuna
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from dynsweep import stats
 from dynsweep.analysis.compare import (
@@ -24,12 +26,12 @@ from dynsweep.analysis.compare import (
 from dynsweep.analysis.figures import plot_effects, plot_fronts, plot_hypervolume
 from dynsweep.analysis.pareto import (
     AnalysisError,
-    accuracy_objective,
     coverage,
     dominates,
     eligible,
     hypervolume,
     pareto_front,
+    required_accuracy,
 )
 from dynsweep.analysis.study import (
     from_study,
@@ -88,7 +90,7 @@ def write_report(
         table.to_csv(out / name, index=False)
         written[name] = out / name
 
-    def save(figure: plt.Figure | None, name: str) -> None:
+    def save(figure: Figure | None, name: str) -> None:
         for suffix in ("png", "svg"):
             path = out / f"{name}.{suffix}"
             if figure is None:
@@ -99,10 +101,15 @@ def write_report(
         if figure is not None:
             plt.close(figure)
 
-    save(plot_fronts(frame).figure, "fronts")
-    save(plot_hypervolume(frame, reference).figure if reference else None, "hypervolume")
+    save(_figure(plot_fronts(frame)), "fronts")
+    save(_figure(plot_hypervolume(frame, reference)) if reference else None, "hypervolume")
     save(plot_effects(frame, importances=_importances(study, frame)) if reference else None, "effects")
     return written
+
+
+def _figure(ax: Axes) -> Figure | None:
+    """The figure an Axes is drawn on."""
+    return ax.get_figure(root=True)
 
 
 def _importances(study: optuna.Study, frame: pd.DataFrame) -> pd.DataFrame | None:
@@ -295,7 +302,7 @@ def _comparison(table: pd.DataFrame) -> list[str]:
             stats.Interval(row.a_mean, math.nan, row.a_low, row.a_high, row.a_n),
             stats.Interval(row.b_mean, math.nan, row.b_low, row.b_high, row.b_n),
         ]
-        difference = stats.Difference(*sides, row.difference, row.low, row.high, row.p_value, row.test)
+        difference = stats.Difference(sides[0], sides[1], row.difference, row.low, row.high, row.p_value, row.test)
         described = []
         for name, interval, macs in ((row.a, sides[0], row.a_macs), (row.b, sides[1], row.b_macs)):
             if row.measure == "hypervolume":
@@ -347,7 +354,7 @@ def _table(frame: pd.DataFrame, columns: list[str], objectives: dict[str, str] |
     static = (frame["dynamic"] == False).to_numpy()  # noqa: E712 - None (unknown) is not static
     shown.loc[static, [c for c in DYNAMIC_ONLY if c in columns]] = "-"
     if objectives is not None:
-        accuracy = accuracy_objective(objectives)
+        accuracy = required_accuracy(objectives, "a seed interval")
         intervals = [seed_interval(row, accuracy) for _, row in frame.iterrows()]
         at = columns.index(accuracy) + 1
         for offset, (name, values) in enumerate(

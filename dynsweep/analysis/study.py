@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -261,6 +262,11 @@ def reference_point(study: optuna.Study, frame: pd.DataFrame | None = None) -> d
     return point
 
 
+def _objective_value(index: int) -> Callable[[optuna.trial.FrozenTrial], float]:
+    """The target of an importance: the trial's ``index``-th value."""
+    return lambda trial: float(trial.values[index])
+
+
 def _round_away(value: float) -> float:
     """``value`` rounded away from zero to two significant digits (1.1e8 * 1.1 -> 1.3e8)."""
     if value == 0:
@@ -300,7 +306,7 @@ def param_importances(study: optuna.Study, frame: pd.DataFrame | None = None, mi
                 sub_study,
                 evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
                 params=sorted(varying),
-                target=lambda t, i=index: t.values[i],
+                target=_objective_value(index),
             )
             rows += [
                 {"arch": arch, "objective": objective, "param": p.split(".", 1)[-1], "importance": v}
