@@ -19,7 +19,17 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
-from analysis_studies import REFERENCE, add_trials, make_study, repeated_seeds, trial, two_architectures
+from analysis_studies import (
+    MOASHA_SPEC,
+    REFERENCE,
+    add_trials,
+    make_study,
+    measured_latency,
+    repeated_seeds,
+    stopped_early,
+    trial,
+    two_architectures,
+)
 from nbclient import NotebookClient
 from optuna.trial import TrialState
 from scipy import stats as scipy_stats
@@ -348,9 +358,11 @@ def test_pareto_command_writes_figures_csv_and_markdown(tmp_path, study):
     done = run_pareto("--storage", url, "--study", "hand", "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     out = tmp_path / "out"
-    for name in ("fronts", "hypervolume", "effects"):
+    for name in ("fronts", "hypervolume", "hypervolume_compute", "effects"):
         assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert "<svg" in (out / f"{name}.svg").read_text()[:1000]
+    assert not (out / "fronts_latency.png").exists()  # no latency measured
+    assert len(pd.read_csv(out / "hypervolume.csv")) == 11  # every finished trial, the running one aside
     front = pd.read_csv(out / "front.csv")
     assert sorted(front["number"]) == [1, 2, 3, 7, 8, 10]  # each architecture's front, the running trial aside
     assert {"val_acc1", "macs", "params", "num_bases", "stages", "seed", "dir"} <= set(front.columns)
@@ -359,6 +371,7 @@ def test_pareto_command_writes_figures_csv_and_markdown(tmp_path, study):
     assert "| resnet18 " in markdown
     assert "Hypervolume reference point: val_acc1 = 0, macs = 9.9e+06 (derived from the trials so far" in markdown
     assert "12 trials: 9 COMPLETE, 1 FAIL, 1 PRUNED, 1 RUNNING." in markdown
+    assert "stopped early" not in markdown and "## Hypervolume over compute" in markdown  # PRUNED: infeasible
     static_row = next(line for line in markdown.splitlines() if line.startswith("|        3 | resnet18"))
     assert static_row.count("| -  ") == 4  # num_bases, reduction, mode, dynamic_width: nothing to do there
     assert markdown in done.stdout
@@ -632,6 +645,149 @@ def test_pareto_command_compares_kinds(tmp_path, repeated):
     ]
 
 
+# ------------------------------------------------------------------- stopped trials and compute
+@pytest.fixture
+def stopped():
+    spec = parse_config(MOASHA_SPEC).to_dict()
+    study = make_study(None, "stopped", stopped_early(), sweep_config=spec, reference_point=REFERENCE)
+    return study, analysis.from_study(study)
+
+
+def test_stopped_trials_carry_their_rung_accuracy_and_epochs(stopped):
+    _, frame = stopped
+    assert frame["stopped"].tolist() == [False, True, True, False, False, True, False, False, False]  # 3: infeasible
+    assert frame.loc[1, "stopped_at_rung"] == 1 and frame.loc[1, "stopped_value"] == 0.5
+    # rung 3's stored value, not the best of the curve (which ran one epoch past the rung)
+    assert frame.loc[2, "stopped_at_epoch"] == 3 and frame.loc[2, "stopped_value"] == 0.72
+    assert np.isnan(frame.loc[5, "stopped_at_rung"]) and frame.loc[5, "stopped_at_epoch"] == 2
+    assert frame.loc[5, "stopped_value"] == 0.45
+    assert frame["max_epochs"].tolist() == [9] * 9
+    # a further seed counts its max_epochs; a duplicate and an infeasible trial trained nothing
+    assert frame["epochs_trained"].tolist() == [9, 1, 4, 0, 9, 2, 18, 0, 2]
+    assert not frame.loc[frame["stopped"], "on_front"].any()
+
+
+def test_epochs_trained_counts_only_what_a_front_repeat_adds():
+    original = TrialRecord(curve=[0.5] * 4, seeds=[1, 2], seed_values=[0.8, 0.82])
+    repeat = TrialRecord(seeds=[1, 2, 3, 4], seed_values=[0.8, 0.82, 0.81, None], repeat_of=0)
+    assert analysis.epochs_trained(original, None, 4) == 8
+    assert analysis.epochs_trained(repeat, original, 4) == 4  # seed 3 only: 1, 2 were the original's, 4 unfinished
+    assert analysis.epochs_trained(TrialRecord(curve=[0.5] * 3, duplicate_of=0), None, 4) == 0
+
+
+def test_the_report_says_how_many_trials_stopped_where_and_the_epochs_saved(tmp_path, stopped):
+    study, _ = stopped
+    analysis.write_report(study, tmp_path)
+    markdown = (tmp_path / "front.md").read_text()
+    assert "3 trials stopped early: 1 at rung 0 (epoch 1), 1 at rung 1 (epoch 3), 1 at epoch 2 (dominated there)." in (
+        markdown
+    )
+    # stopped: 1 + 4 + 2 = 7 epochs of 3 x 9; all: 9+1+4+0+9+2+18+0+2 = 45; 20 / (45 + 20) = 31%
+    assert "Compute, in epochs (a trial's record keeps its accuracy per epoch, not the epoch's time" in markdown
+    assert (
+        "the stopped trials trained 7 epochs, where their full budgets (max_epochs for each of their seeds) are 27"
+        in (markdown)
+    )
+    assert "20 saved; all trials trained 45, 31% less than had none been stopped." in markdown
+    # the infeasible trial of two_architectures is PRUNED but was never trained: not stopped
+    hand = make_study(None, "hand", two_architectures())
+    assert "stopped early" not in analysis.report.markdown(analysis.from_study(hand), REFERENCE)
+
+
+def test_stopped_trials_are_crosses_off_the_front(stopped):
+    _, frame = stopped
+    ax = analysis.plot_fronts(frame)
+    crosses = next(c for c in ax.collections if c.get_label() == analysis.figures.STOPPED_LABEL)
+    assert sorted(map(tuple, crosses.get_offsets().tolist())) == [(0.8e6, 0.45), (2e6, 0.72), (3e6, 0.5)]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    front_points = {(x, y) for name in ("resnet18 front", "mobilenet_v2 front") for x, y in lines[name].get_xydata()}
+    assert front_points == {(4e6, 0.9), (0.5e6, 0.81), (1e6, 0.85)}
+    matplotlib.pyplot.close("all")
+
+
+def test_hypervolume_over_epochs_trained_follows_completion_order(tmp_path, stopped):
+    study, frame = stopped
+    history = analysis.compute_history(frame, REFERENCE)
+    assert history["number"].tolist() == [1, 3, 2, 0, 5, 4, 6, 7]  # by completion; 8 still runs
+    assert history["cumulative_epochs"].tolist() == [1, 1, 5, 14, 16, 25, 43, 43]
+    # by hand: 0.9 x 1e6; + mobilenet_v2 0.85 at 1e6; + 0.81 (mean of two seeds) at 0.5e6
+    expected = [0, 0, 0, 0.9e6, 0.9e6, 0.85 * 4e6 + 0.05 * 1e6, 0.81 * 4.5e6 + 0.04 * 4e6 + 0.05 * 1e6]
+    assert history["hypervolume"].tolist() == pytest.approx(expected + expected[-1:])
+    analysis.write_report(study, tmp_path)
+    table = pd.read_csv(tmp_path / "hypervolume.csv")
+    assert table["cumulative_epochs"].tolist() == history["cumulative_epochs"].tolist()
+    by_number = analysis.hypervolume_history(frame, REFERENCE).set_index("number")["hypervolume"]
+    assert table["hypervolume_by_number"].tolist() == pytest.approx(by_number.loc[table["number"]].tolist())
+    markdown = (tmp_path / "front.md").read_text()
+    section = markdown.split("## Hypervolume over compute")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "trial" not in line]
+    assert [row.split("|")[1].strip() for row in rows] == ["0", "4", "6", "7"]  # the rises and the last
+    assert "| 6       | COMPLETE | 18           | 43              | 3.855e+06" in section
+    for suffix in ("png", "svg"):
+        assert (tmp_path / f"hypervolume_compute.{suffix}").stat().st_size > 0
+    assert not (tmp_path / "fronts_latency.png").exists()  # nothing measured
+    ax = analysis.plot_hypervolume_compute(frame, REFERENCE)
+    assert ax.get_lines()[0].get_xdata().tolist() == [1, 1, 5, 14, 16, 25, 43, 43]
+    matplotlib.pyplot.close("all")
+
+
+# ------------------------------------------------------------------------------------- latency
+@pytest.fixture
+def timed():
+    study = make_study(None, "timed", measured_latency(), reference_point=REFERENCE)
+    return study, analysis.from_study(study)
+
+
+def test_latency_columns_come_from_the_record(timed, study):
+    _, frame = timed
+    assert frame["latency_ms"].tolist() == [2.0, 3.0, 1.0, 2.5, 1.5, 1.2, 1.4, 4.0]
+    assert frame["latency_ratio"].tolist() == [v / 2 for v in frame["latency_ms"]]
+    assert analysis.from_study(study[1])["latency_ms"].isna().all()
+
+
+def test_kendall_tau_between_macs_and_latency_per_architecture_and_overall(timed):
+    _, frame = timed
+    table = analysis.macs_latency_tau(frame).set_index("arch")
+    assert list(table.index) == ["mobilenet_v2", "resnet18", "all"]
+    for arch, rows in (("resnet18", [0, 1, 2, 3, 7]), ("mobilenet_v2", [4, 5, 6]), ("all", list(range(8)))):
+        expected = scipy_stats.kendalltau(frame.loc[rows, "macs"], frame.loc[rows, "latency_ms"])
+        assert table.loc[arch, "trials"] == len(rows)  # the stopped trial 7 counts: both known before training
+        assert table.loc[arch, "tau"] == pytest.approx(expected.statistic)
+        assert table.loc[arch, "p_value"] == pytest.approx(expected.pvalue)
+
+
+def test_macs_front_points_that_are_not_faster(timed):
+    _, frame = timed
+    table = analysis.macs_not_faster(frame)
+    rows = list(zip(table["front"], table["number"], table["dominated_by"]))
+    assert rows == [("resnet18", 1, [0]), ("all", 1, [0]), ("all", 5, [2])]
+    for front, number, _ in rows:  # each is on the MACs front and not on the latency one
+        group = frame if front == "all" else frame[frame["arch"] == front]
+        assert analysis.front_mask(group, OBJECTIVES)[number]
+        assert not analysis.front_mask(group, {"val_acc1": "maximize", "latency_ms": "minimize"})[number]
+
+
+def test_the_report_puts_the_latency_front_beside_the_macs_front(tmp_path, timed):
+    study, frame = timed
+    written = analysis.write_report(study, tmp_path)
+    assert {"fronts_latency.png", "fronts_latency.svg"} <= set(written)
+    markdown = (tmp_path / "front.md").read_text()
+    section = markdown.split("## Accuracy against measured latency")[1]
+    assert "8 trials with a measured latency" in section
+    front = [line.split("|")[1].strip() for line in section.split("Kendall")[0].splitlines() if line.startswith("|  ")]
+    assert front[1:] == ["2", "6", "4", "0"]  # by latency: 1.0, 1.4, 1.5, 2.0 ms
+    overall = scipy_stats.kendalltau(frame["macs"], frame["latency_ms"])
+    assert f"| all          | 8        | {overall.statistic:.3f}" in section
+    not_faster = section.split("### Cheaper in MACs, not faster")[1]
+    assert "| resnet18   |        1 |" in not_faster and "| all        |        5 |" in not_faster
+    figure = analysis.plot_latency_fronts(frame)
+    left, right = figure.axes[:2]
+    assert left.get_xlabel().startswith("macs") and right.get_xlabel().startswith("latency_ms")
+    fronts = {line.get_label(): line.get_xydata().tolist() for line in right.get_lines()}
+    assert fronts["resnet18 front"] == [[1.0, 0.8], [2.0, 0.9]]  # 1 (3 ms) is off the latency front
+    matplotlib.pyplot.close("all")
+
+
 # -------------------------------------------------------------------------------------- notebooks
 @pytest.mark.slow
 @pytest.mark.timeout(300)
@@ -644,7 +800,9 @@ def test_notebooks_run_on_a_small_study(tmp_path, study, monkeypatch, name):
     assert f"9 finished trials; reference point {reference} (derived)" in outputs
     if name == "pareto_analysis":
         assert f"hypervolume: {analysis.hypervolume(frame, reference)}" in outputs
-        assert len(images) == 4  # fronts, hypervolume, effects, learning curves
+        assert len(images) == 5  # fronts, hypervolume, over compute, effects, learning curves
+        assert "0 trials stopped early, 18 epochs trained in all" in outputs  # 9 finished trials of 2 epochs
+        assert "no trial has a measured latency" in outputs
     else:
         assert "C(dynamic, static)" in outputs and len(images) == 2
     assert "resnet18" in outputs and "mobilenet_v2" in outputs

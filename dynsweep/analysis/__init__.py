@@ -1,5 +1,6 @@
 """Reading sweeps: a study as a table, Pareto fronts per architecture, hypervolume against a
-reference point stored in the study, dominance between fronts, comparisons that carry seed noise
+reference point stored in the study (over trials and over the epochs trained), trials stopped
+early, MACs against measured latency, dominance between fronts, comparisons that carry seed noise
 (intervals over seeds, Welch/paired t-tests, the bootstrap of a hypervolume difference), figures,
 and the files of ``dynsweep sweep pareto``.
 
@@ -15,9 +16,17 @@ from dynsweep.analysis.compare import (
     neighbour_overlaps,
     side_names,
 )
-from dynsweep.analysis.figures import plot_effects, plot_fronts, plot_hypervolume
+from dynsweep.analysis.figures import (
+    plot_effects,
+    plot_fronts,
+    plot_hypervolume,
+    plot_hypervolume_compute,
+    plot_latency_fronts,
+)
+from dynsweep.analysis.latency import has_latency, macs_latency_tau, macs_not_faster
 from dynsweep.analysis.pareto import (
     AnalysisError,
+    compute_history,
     coverage,
     dominates,
     eligible,
@@ -28,6 +37,7 @@ from dynsweep.analysis.pareto import (
 )
 from dynsweep.analysis.report import write_report
 from dynsweep.analysis.study import (
+    epochs_trained,
     from_study,
     load,
     param_importances,
@@ -40,22 +50,29 @@ from dynsweep.analysis.study import (
 __all__ = [
     "AnalysisError",
     "compare",
+    "compute_history",
     "coverage",
     "dominates",
     "dynamic_against_static",
     "eligible",
+    "epochs_trained",
     "from_study",
     "front_mask",
+    "has_latency",
     "hypervolume",
     "hypervolume_difference",
     "hypervolume_history",
     "load",
+    "macs_latency_tau",
+    "macs_not_faster",
     "neighbour_overlaps",
     "param_importances",
     "pareto_front",
     "plot_effects",
     "plot_fronts",
     "plot_hypervolume",
+    "plot_hypervolume_compute",
+    "plot_latency_fronts",
     "read_study",
     "reference_point",
     "set_reference_point",

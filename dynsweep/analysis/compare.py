@@ -36,12 +36,12 @@ from dynsweep import stats
 from dynsweep.analysis.pareto import (
     AnalysisError,
     Objectives,
-    accuracy_objective,
     eligible,
     hypervolume_of_losses,
     losses,
     objectives_of,
     reference_losses,
+    required_accuracy,
 )
 from dynsweep.analysis.study import KINDS
 from dynsweep.errors import UsageError
@@ -83,7 +83,7 @@ def neighbour_overlaps(front: pd.DataFrame, objectives: Objectives | None = None
     """For each row of ``front`` (in its order, e.g. by cost), its neighbouring rows' trial numbers
     -> whether their accuracy intervals overlap (True: the data cannot rank the two), None when
     either has one seed."""
-    accuracy = accuracy_objective(objectives_of(front, objectives))
+    accuracy = required_accuracy(objectives_of(front, objectives), "a seed interval")
     intervals = [seed_interval(row, accuracy) for _, row in front.iterrows()]
     numbers = front["number"].tolist()
     marks = []
@@ -110,9 +110,7 @@ def hypervolume_difference(
     """Hypervolume of A's eligible rows minus B's, with the bootstrap over seeds of the difference
     (see the module's docstring); NaN interval when no row of either has two seeds."""
     objectives = objectives_of(frame_a, objectives)
-    accuracy = accuracy_objective(objectives)
-    if accuracy is None:
-        raise AnalysisError(f"objectives: a seed comparison needs a maximized accuracy, got {dict(objectives)}")
+    accuracy = required_accuracy(objectives, "a seed comparison")
     reference = reference_losses(reference_point, objectives)
     column = list(objectives).index(accuracy)
     sides = [frame[eligible(frame, objectives)] for frame in (frame_a, frame_b)]
@@ -151,7 +149,7 @@ def dynamic_against_static(
         if not (len(dynamic) and len(static)):
             continue
         result = hypervolume_difference(dynamic, static, reference_point, objectives, resamples, seed)
-        accuracy = accuracy_objective(objectives)
+        accuracy = required_accuracy(objectives, "a seed comparison")
         both = pd.concat([dynamic, static])
         one_seed = sum(len(stats.finished(_seed_values(row, accuracy))) < 2 for _, row in both.iterrows())
         values = [len(dynamic), len(static), one_seed, result.a.mean, result.b.mean, result.estimate]
@@ -202,7 +200,7 @@ def compare(
     if a == b:
         raise UsageError(f"compare: both sides are {a!r}; name two different kinds, presets or architectures")
     objectives = objectives_of(frame)
-    accuracy = accuracy_objective(objectives)
+    accuracy = required_accuracy(objectives, "a comparison")
     in_a, in_b = side_mask(frame, a), side_mask(frame, b)
     ready = eligible(frame, objectives)
     rows = []

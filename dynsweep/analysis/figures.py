@@ -20,10 +20,13 @@ from matplotlib.figure import Figure
 from dynsweep.analysis.pareto import (
     AnalysisError,
     Objectives,
+    accuracy_objective,
+    compute_history,
     eligible,
     hypervolume_history,
     objectives_of,
     pareto_front,
+    required_accuracy,
 )
 from dynsweep.analysis.study import SPEC_FIELDS
 
@@ -31,6 +34,8 @@ FIRST_EFFECTS = ("num_bases", "reduction", "stages", "blocks", "roles", "stem", 
 """plot_effects shows every spec field that varies; these first: bases, reduction, placement."""
 
 KIND_MARKERS = {"dy": "*", "fix": "D", "baseline": "s"}
+STOPPED_MARKER = "x"
+STOPPED_LABEL = "stopped early (accuracy where stopped)"
 
 
 def axes_objectives(frame: pd.DataFrame, objectives: Objectives | None = None) -> tuple[str, str]:
@@ -57,7 +62,8 @@ def plot_fronts(
 ) -> Axes:
     """Accuracy against cost (log axis): every finished trial, each ``by`` group's front as a step
     line in its colour, warm-start presets and static baselines marked and labelled; the 95%
-    interval of the mean accuracy as error bars on points trained with two or more seeds.
+    interval of the mean accuracy as error bars on points trained with two or more seeds; trials
+    stopped early as crosses at the accuracy they had where they stopped (never on a front).
 
     The line is the front of the two plotted objectives (with a third objective, e.g. params, some
     points of the full front lie below it)."""
@@ -90,6 +96,18 @@ def plot_fronts(
                 zorder=2,
                 label=f"{name} 95% CI",
             )
+    stopped = stopped_points(frame, x, y)
+    if len(stopped):
+        ax.scatter(
+            stopped[x],
+            stopped["stopped_value"],
+            marker=STOPPED_MARKER,
+            s=22,
+            linewidth=1.0,
+            color=[colors.get(str(name), "grey") for name in stopped[by]],
+            zorder=2,
+            label=STOPPED_LABEL,
+        )
     marked = done[done["kind"].isin(list(KIND_MARKERS))] if "kind" in done.columns else done.iloc[:0]
     for kind, group in marked.groupby("kind"):
         ax.scatter(
@@ -105,18 +123,28 @@ def plot_fronts(
         )
         for _, row in group.iterrows():
             ax.annotate(str(row["label"]), (row[x], row[y]), xytext=(4, 4), textcoords="offset points", fontsize=7)
-    if len(done):
+    if len(done) or len(stopped):
         ax.set_xscale("log")
-    else:
+    if not len(done):
         ax.text(0.5, 0.5, "no finished trials yet", transform=ax.transAxes, ha="center", va="center")
     ax.set_xlabel(f"{x} (log scale)")
     ax.set_ylabel(y)
     title = frame.attrs.get("study")
     ax.set_title(f"{title}: Pareto fronts" if title else "Pareto fronts")
     ax.grid(True, which="both", alpha=0.3)
-    if len(done):
+    if len(done) or len(stopped):
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return ax
+
+
+def stopped_points(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """The trials stopped early with a known cost ``x`` and accuracy where they stopped (``y`` is
+    the accuracy: a stopped trial has no other objective value)."""
+    needed = {"stopped", "stopped_value", x}
+    if not needed <= set(frame.columns) or y != accuracy_objective(frame.attrs.get("objectives", {y: "maximize"})):
+        return frame.iloc[:0]
+    known = frame["stopped"].fillna(False).astype(bool) & frame["stopped_value"].notna() & frame[x].notna()
+    return frame[known]
 
 
 def plot_hypervolume(
@@ -135,6 +163,56 @@ def plot_hypervolume(
     ax.set_title(f"hypervolume over trials (reference {reference})", fontsize=9)
     ax.grid(True, alpha=0.3)
     return ax
+
+
+def plot_hypervolume_compute(
+    frame: pd.DataFrame,
+    reference_point: Mapping[str, float],
+    objectives: Objectives | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Hypervolume of the trials finished so far against the epochs all of them had trained by then
+    (:func:`compute_history`: stopped trials' partial epochs included), stopped trials marked."""
+    history = compute_history(frame, reference_point, objectives)
+    ax = ax or plt.figure(figsize=(6, 3.5)).gca()
+    ax.step(history["cumulative_epochs"], history["hypervolume"], where="post", label="hypervolume")
+    stopped = frame.loc[frame["stopped"].fillna(False).astype(bool), "number"] if "stopped" in frame.columns else []
+    pruned = history[history["number"].isin(stopped)]
+    if len(pruned):
+        ax.scatter(
+            pruned["cumulative_epochs"],
+            pruned["hypervolume"],
+            marker=STOPPED_MARKER,
+            color="black",
+            zorder=3,
+            label="a trial stopped early",
+        )
+        ax.legend(fontsize=7)
+    reference = ", ".join(f"{k}={v:g}" for k, v in reference_point.items())
+    ax.set_xlabel("epochs trained by all trials, in the order they finished")
+    ax.set_ylabel("hypervolume")
+    ax.set_title(f"hypervolume over compute (reference {reference})", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    return ax
+
+
+def plot_latency_fronts(
+    frame: pd.DataFrame, accuracy: str | None = None, latency: str = "latency_ms", by: str = "arch"
+) -> Figure:
+    """Accuracy against MACs beside accuracy against measured latency, each with its own fronts
+    (:func:`plot_fronts`), for the trials whose latency was measured."""
+    accuracy = accuracy or required_accuracy(objectives_of(frame), "a latency front")
+    measured = frame[frame[latency].notna()] if latency in frame.columns else frame.iloc[:0]
+    figure, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    for ax, cost in zip(axes, ("macs", latency)):
+        plot_fronts(measured, {accuracy: "maximize", cost: "minimize"}, ax=ax, by=by)
+        ax.set_title(f"{accuracy} against {cost}", fontsize=9)
+        if ax is axes[0] and ax.get_legend() is not None:
+            ax.get_legend().remove()
+    title = frame.attrs.get("study")
+    figure.suptitle(f"{title}: fronts by MACs and by measured latency" if title else "fronts by MACs and by latency")
+    figure.tight_layout()
+    return figure
 
 
 def effect_fields(frame: pd.DataFrame, objectives: Objectives | None = None) -> list[str]:
@@ -182,7 +260,7 @@ def plot_effects(
             if objective == x:
                 ax.set_yscale("log")
             ax.grid(True, alpha=0.3)
-    if extra:
+    if importances is not None and extra:
         for row, objective in enumerate((y, x)):
             ax = axes[row][columns - 1]
             table = importances[importances["objective"] == objective]

@@ -52,6 +52,14 @@ def accuracy_objective(objectives: Objectives) -> str | None:
     return next((name for name, direction in objectives.items() if direction == "maximize"), None)
 
 
+def required_accuracy(objectives: Objectives, what: str) -> str:
+    """The accuracy objective (see :func:`accuracy_objective`); none is an AnalysisError naming ``what`` needs it."""
+    accuracy = accuracy_objective(objectives)
+    if accuracy is None:
+        raise AnalysisError(f"objectives: {what} needs a maximized accuracy, got {dict(objectives)}")
+    return accuracy
+
+
 def losses(frame: pd.DataFrame, objectives: Objectives) -> np.ndarray:
     """Objective values as losses (maximized ones negated), one row per trial, as Optuna sorts them."""
     columns = [frame[name].to_numpy(dtype=float) for name in objectives]
@@ -166,6 +174,38 @@ def hypervolume_history(
             }
         )
     return pd.DataFrame(rows, columns=["number", "hypervolume"])
+
+
+COMPUTE_HISTORY_COLUMNS = ["completion", "number", "state", "epochs_trained", "cumulative_epochs", "hypervolume"]
+
+
+def compute_history(
+    frame: pd.DataFrame, reference_point: Mapping[str, float], objectives: Objectives | None = None
+) -> pd.DataFrame:
+    """Hypervolume against the compute spent: the finished trials (complete, stopped, infeasible,
+    failed) in the order they finished, each with the epochs it trained (``epochs_trained``, a
+    stopped trial's partial epochs included), the epochs all trials had trained by then and the
+    hypervolume of the trials finished by then. Running trials are not in it yet."""
+    objectives = objectives_of(frame, objectives)
+    for column in ("completed", "epochs_trained"):
+        if column not in frame.columns:
+            raise AnalysisError(f"compute_history: no column {column!r} (a table of analysis.load has it)")
+    done = frame[frame["completed"].notna()]
+    done = done.assign(_at=pd.to_datetime(done["completed"])).sort_values(["_at", "number"], kind="stable")
+    epochs = done["epochs_trained"].fillna(0).astype(int)
+    rows = []
+    for position, (number, state) in enumerate(zip(done["number"], done["state"])):
+        rows.append(
+            {
+                "completion": position + 1,
+                "number": int(number),
+                "state": state,
+                "epochs_trained": int(epochs.iloc[position]),
+                "cumulative_epochs": int(epochs.iloc[: position + 1].sum()),
+                "hypervolume": hypervolume(done.iloc[: position + 1], reference_point, objectives),
+            }
+        )
+    return pd.DataFrame(rows, columns=COMPUTE_HISTORY_COLUMNS)
 
 
 def coverage(front_a: pd.DataFrame, front_b: pd.DataFrame, objectives: Objectives | None = None) -> float:

@@ -12,6 +12,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import optuna
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from dynsweep import stats
 from dynsweep.analysis.compare import (
@@ -21,15 +23,24 @@ from dynsweep.analysis.compare import (
     neighbour_overlaps,
     seed_interval,
 )
-from dynsweep.analysis.figures import plot_effects, plot_fronts, plot_hypervolume
+from dynsweep.analysis.figures import (
+    plot_effects,
+    plot_fronts,
+    plot_hypervolume,
+    plot_hypervolume_compute,
+    plot_latency_fronts,
+)
+from dynsweep.analysis.latency import LATENCY, has_latency, macs_latency_tau, macs_not_faster
 from dynsweep.analysis.pareto import (
     AnalysisError,
-    accuracy_objective,
+    compute_history,
     coverage,
     dominates,
     eligible,
     hypervolume,
+    hypervolume_history,
     pareto_front,
+    required_accuracy,
 )
 from dynsweep.analysis.study import (
     from_study,
@@ -38,6 +49,7 @@ from dynsweep.analysis.study import (
     stored_reference_point,
 )
 from dynsweep.sweep.config import SweepConfig
+from dynsweep.sweep.moasha import RungSchedule
 from dynsweep.sweep.record import TrialRecord
 from dynsweep.sweep.study import budget, counted_trials
 
@@ -58,8 +70,9 @@ TABLE_COLUMNS = [
 def write_report(
     study: optuna.Study, out: str | Path, compare_sides: Sequence[tuple[str, str]] = ()
 ) -> dict[str, Path]:
-    """Write front.csv, trials.csv, front.md and the fronts/hypervolume/effects figures into ``out``;
-    for each pair of ``compare_sides`` (e.g. ``("dy", "fix")``, see ``analysis.compare``) a
+    """Write front.csv, trials.csv, hypervolume.csv (:func:`history_table`), front.md and the
+    fronts, hypervolume, hypervolume_compute and effects figures into ``out``, and with measured
+    latency the fronts_latency figure; for each pair of ``compare_sides`` (e.g. ``("dy", "fix")``, see ``analysis.compare``) a
     compare_A_B.csv and a section of front.md.
 
     The comparisons are computed first (a side that names nothing writes nothing), then the
@@ -82,13 +95,15 @@ def write_report(
     )
     frame.drop(columns=["curve"]).to_csv(out / "trials.csv", index=False)
     (out / "front.md").write_text(markdown(frame, reference, stored, comparisons))
-    written.update({name: out / name for name in ("front.csv", "trials.csv", "front.md")})
+    history = history_table(frame, reference) if reference else pd.DataFrame(columns=HISTORY_COLUMNS)
+    history.to_csv(out / "hypervolume.csv", index=False)
+    written.update({name: out / name for name in ("front.csv", "trials.csv", "hypervolume.csv", "front.md")})
     for table in comparisons:
         name = f"compare_{table.attrs['a']}_{table.attrs['b']}.csv"
         table.to_csv(out / name, index=False)
         written[name] = out / name
 
-    def save(figure: plt.Figure | None, name: str) -> None:
+    def save(figure: Figure | None, name: str) -> None:
         for suffix in ("png", "svg"):
             path = out / f"{name}.{suffix}"
             if figure is None:
@@ -99,10 +114,37 @@ def write_report(
         if figure is not None:
             plt.close(figure)
 
-    save(plot_fronts(frame).figure, "fronts")
-    save(plot_hypervolume(frame, reference).figure if reference else None, "hypervolume")
+    save(_figure(plot_fronts(frame)), "fronts")
+    save(_figure(plot_hypervolume(frame, reference)) if reference else None, "hypervolume")
+    save(_figure(plot_hypervolume_compute(frame, reference)) if reference else None, "hypervolume_compute")
+    save(plot_latency_fronts(frame) if reference and has_latency(frame) else None, "fronts_latency")
     save(plot_effects(frame, importances=_importances(study, frame)) if reference else None, "effects")
     return written
+
+
+def _figure(ax: Axes) -> Figure | None:
+    """The figure an Axes is drawn on."""
+    return ax.get_figure(root=True)
+
+
+HISTORY_COLUMNS = [
+    "completion",
+    "number",
+    "state",
+    "epochs_trained",
+    "cumulative_epochs",
+    "hypervolume",
+    "hypervolume_by_number",
+]
+
+
+def history_table(frame: pd.DataFrame, reference: dict[str, float]) -> pd.DataFrame:
+    """The hypervolume over compute (``analysis.compute_history``: finished trials in the order
+    they finished, the epochs trained so far and the hypervolume then) with, per row, the
+    hypervolume over trial numbers (``analysis.hypervolume_history``: every trial numbered up to it)."""
+    history = compute_history(frame, reference)
+    by_number = hypervolume_history(frame, reference).rename(columns={"hypervolume": "hypervolume_by_number"})
+    return history.merge(by_number, on="number", how="left")[HISTORY_COLUMNS]
 
 
 def _importances(study: optuna.Study, frame: pd.DataFrame) -> pd.DataFrame | None:
@@ -136,8 +178,10 @@ def markdown(
     states = frame["state"].value_counts().sort_index()
     counts = ", ".join(f"{count} {state}" for state, count in states.items()) or "none yet"
     lines = [f"# {frame.attrs.get('study', 'study')}: Pareto front", "", f"{len(frame)} trials: {counts}."]
+    stopped = stopped_summary(frame)
+    lines += ["", *stopped, ""] if stopped else []
     if reference is None:
-        return "\n".join(lines + ["", "No finished feasible trial yet."]) + "\n"
+        return "\n".join(lines + ([] if stopped else [""]) + ["No finished feasible trial yet."]) + "\n"
     point = ", ".join(f"{k} = {v:g}" for k, v in reference.items())
     origin = (
         "stored in the study"
@@ -182,11 +226,146 @@ def markdown(
     else:
         lines += [ONE_SEED_NOTE, ""]
     lines += sections
+    lines += _compute_section(frame, reference)
+    lines += _latency_section(frame)
     for table in comparisons:
         lines += _comparison(table)
     if any(not table.empty for table in comparisons):
         lines += _comparison_note(comparisons)
     return "\n".join(lines) + "\n"
+
+
+def stopped_summary(frame: pd.DataFrame) -> list[str]:
+    """Lines on the trials stopped early (PRUNED and feasible; an infeasible trial was never
+    trained): how many at each rung or epoch, and the epochs they trained against the epochs their
+    full budgets (max_epochs for each of their seeds) would have cost."""
+    if "stopped" not in frame.columns or not frame["stopped"].fillna(False).astype(bool).any():
+        return []
+    stopped = frame[frame["stopped"].fillna(False).astype(bool)]
+    parts = []
+    moasha = stopped[stopped["stopped_at_rung"].notna()]
+    for epoch, count in moasha["stopped_at_rung"].astype(int).value_counts().sort_index().items():
+        parts.append(f"{count} at {_rung_text(int(epoch), frame.attrs.get('pruning'))}")
+    dominance = stopped[stopped["stopped_at_rung"].isna() & stopped["stopped_at_epoch"].notna()]
+    for epoch, count in dominance["stopped_at_epoch"].astype(int).value_counts().sort_index().items():
+        parts.append(f"{count} at epoch {epoch} (dominated there)")
+    unknown = int(stopped["stopped_at_epoch"].isna().sum())
+    if unknown:
+        parts.append(f"{unknown} before any epoch was recorded")
+    lines = [f"{_count(len(stopped), 'trial')} stopped early: {', '.join(parts)}."]
+    known = stopped[stopped["max_epochs"].notna()]
+    trained = int(stopped["epochs_trained"].sum())
+    total = int(frame["epochs_trained"].sum())
+    text = (
+        "Compute, in epochs (a trial's record keeps its accuracy per epoch, not the epoch's time, so no seconds): "
+        f"the stopped trials trained {_count(trained, 'epoch')}"
+    )
+    if known.empty:
+        return lines + ["", f"{text}; their max_epochs is not recorded, so what stopping saved is unknown."]
+    seeds = known["seeds"].map(lambda s: max(len(s), 1) if isinstance(s, list) else 1)
+    full = int((known["max_epochs"].astype(int) * seeds).sum())
+    saved = full - int(known["epochs_trained"].sum())
+    text += (
+        f", where their full budgets (max_epochs for each of their seeds) are {full}: {saved} saved; all trials "
+        f"trained {total}, {saved / (total + saved):.0%} less than had none been stopped"
+    )
+    if len(known) < len(stopped):
+        text += f" ({len(stopped) - len(known)} stopped trials with no max_epochs recorded are left out of the saving)"
+    return lines + ["", text + "."]
+
+
+def _rung_text(epoch: int, pruning: dict | None) -> str:
+    """ "rung 1 (epoch 3)" under the stored MOASHA schedule, else "the rung at epoch 3"."""
+    if pruning and pruning.get("algorithm") == "moasha":
+        rungs = RungSchedule(pruning["min_epochs"], pruning["reduction_factor"]).rungs(epoch + 1)
+        if epoch in rungs:
+            return f"rung {rungs.index(epoch)} (epoch {epoch})"
+    return f"the rung at epoch {epoch}"
+
+
+def _compute_section(frame: pd.DataFrame, reference: dict[str, float]) -> list[str]:
+    """The hypervolume over compute, at each trial that raised it and at the last (all rows in
+    hypervolume.csv)."""
+    if not {"completed", "epochs_trained"} <= set(frame.columns):
+        return []
+    history = history_table(frame, reference)
+    if history.empty:
+        return []
+    rises = history["hypervolume"].diff().fillna(history["hypervolume"]) > 0
+    rises.iloc[-1] = True
+    shown = history[rises].rename(
+        columns={
+            "number": "trial",
+            "epochs_trained": "its epochs",
+            "cumulative_epochs": "epochs so far",
+            "hypervolume_by_number": "hypervolume by trial number",
+        }
+    )
+    shown = shown.drop(columns=["completion"])
+    for column in ("hypervolume", "hypervolume by trial number"):
+        shown[column] = shown[column].map(lambda v: f"{v:.4g}")
+    return [
+        "## Hypervolume over compute",
+        "",
+        shown.to_markdown(index=False, disable_numparse=True),
+        "",
+        "The finished trials in the order they finished, at each that raised the hypervolume and at the last: "
+        "its epochs (a stopped trial's partial ones), the epochs all finished trials had trained by then and the "
+        "hypervolume of those trials; by trial number: of every trial numbered up to it. Every row is in "
+        "hypervolume.csv.",
+        "",
+    ]
+
+
+def _latency_section(frame: pd.DataFrame) -> list[str]:
+    """Accuracy against measured latency beside MACs: the latency front, Kendall's tau between MACs
+    and latency, and the MACs front's points that are not on the latency front."""
+    if not has_latency(frame):
+        return []
+    objectives = frame.attrs["objectives"]
+    accuracy = required_accuracy(objectives, "a latency front")
+    by_latency = {accuracy: "maximize", LATENCY: "minimize"}
+    measured = frame[frame[LATENCY].notna()]
+    front = pareto_front(measured, by_latency)
+    columns = ["number", "label", "arch", accuracy, "macs", LATENCY]
+    shown = front[columns].assign(macs=front["macs"] / 1e6).rename(columns={"macs": "MMACs"})
+    lines = [
+        "## Accuracy against measured latency",
+        "",
+        f"{_count(len(measured), 'trial')} with a measured latency ({LATENCY}: the median). "
+        "Front over all architectures by accuracy and latency (fronts_latency.png: beside the one by MACs):",
+        "",
+        shown.to_markdown(index=False, floatfmt=".4f"),
+        "",
+    ]
+    tau = macs_latency_tau(frame)
+    tau_text = tau.assign(
+        tau=tau["tau"].map(lambda v: "-" if math.isnan(v) else f"{v:.3f}"),
+        p_value=tau["p_value"].map(_p_text),
+    ).rename(columns={"tau": "Kendall's tau", "p_value": "p"})
+    lines += [
+        "Kendall's tau between MACs and measured latency over the trials with both (1: latency ranks them as MACs "
+        "do; 0: unrelated; scipy.stats.kendalltau, tau-b; - with fewer than two trials):",
+        "",
+        tau_text.to_markdown(index=False, disable_numparse=True),
+        "",
+    ]
+    slower = macs_not_faster(frame)
+    lines += ["### Cheaper in MACs, not faster", ""]
+    if slower.empty:
+        return lines + ["Every point on an accuracy-vs-MACs front is on the accuracy-vs-latency front too.", ""]
+    table = slower.assign(
+        macs=slower["macs"] / 1e6, dominated_by=slower["dominated_by"].map(lambda ns: ", ".join(map(str, ns)))
+    ).rename(
+        columns={"front": "front of", "macs": "MMACs", "accuracy": accuracy, "dominated_by": "as accurate and faster"}
+    )
+    return lines + [
+        table.to_markdown(index=False, floatfmt=".4f"),
+        "",
+        "Points on the accuracy-vs-MACs front (of their architecture, or over all) that trials as accurate and "
+        "faster dominate once latency is measured.",
+        "",
+    ]
 
 
 OVERLAP_NOTE = (
@@ -295,7 +474,7 @@ def _comparison(table: pd.DataFrame) -> list[str]:
             stats.Interval(row.a_mean, math.nan, row.a_low, row.a_high, row.a_n),
             stats.Interval(row.b_mean, math.nan, row.b_low, row.b_high, row.b_n),
         ]
-        difference = stats.Difference(*sides, row.difference, row.low, row.high, row.p_value, row.test)
+        difference = stats.Difference(sides[0], sides[1], row.difference, row.low, row.high, row.p_value, row.test)
         described = []
         for name, interval, macs in ((row.a, sides[0], row.a_macs), (row.b, sides[1], row.b_macs)):
             if row.measure == "hypervolume":
@@ -347,7 +526,7 @@ def _table(frame: pd.DataFrame, columns: list[str], objectives: dict[str, str] |
     static = (frame["dynamic"] == False).to_numpy()  # noqa: E712 - None (unknown) is not static
     shown.loc[static, [c for c in DYNAMIC_ONLY if c in columns]] = "-"
     if objectives is not None:
-        accuracy = accuracy_objective(objectives)
+        accuracy = required_accuracy(objectives, "a seed interval")
         intervals = [seed_interval(row, accuracy) for _, row in frame.iterrows()]
         at = columns.index(accuracy) + 1
         for offset, (name, values) in enumerate(

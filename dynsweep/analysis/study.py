@@ -4,8 +4,10 @@ reference point."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -39,12 +41,21 @@ SEED_COLUMNS = ["seeds", "seed_values", "n_seeds", "value_std", "ci_low", "ci_hi
 """Per-seed columns: each seed, its accuracy (None unfinished), how many finished, their std and
 the 95% interval of their mean."""
 
+COMPUTE_COLUMNS = ["max_epochs", "epochs_trained", "stopped", "stopped_at_rung", "stopped_at_epoch", "stopped_value"]
+"""What a trial trained: its budget (``max_epochs`` per seed), the epochs it trained, and for a trial
+stopped early (PRUNED and feasible) the rung (MOASHA) or epoch (dominance rule) and its accuracy there."""
+
+LATENCY_COLUMNS = ["latency_ms", "latency_ratio"]
+"""The measured latency (median ms, and its ratio to the architecture's static reference), when the
+sweep measured it; the objectives' values where they are objectives, else the trial's record."""
+
 TAIL_COLUMNS = [
     "seed",
     *SEED_COLUMNS,
     "dir",
     "curve",
     "epochs",
+    *COMPUTE_COLUMNS,
     "wall_seconds",
     "infeasible",
     "fail_reason",
@@ -91,21 +102,26 @@ def from_study(study: optuna.Study) -> pd.DataFrame:
     epochs, wall_seconds, infeasible and fail_reason (the reasons), duplicate_of (the trial whose
     result a duplicate reused), repeat_of (the trial whose point a front repeat retrains), point
     (the point's digest; in studies that did not record it, "trial N" of the trial it repeats or
-    its own), started and completed. ``frame.attrs`` holds the study name, the objectives with
-    their directions and the stored reference point (if any).
+    its own), started and completed; the :data:`COMPUTE_COLUMNS` (see :func:`epochs_trained`) and
+    the :data:`LATENCY_COLUMNS`. ``frame.attrs`` holds the study name, the objectives with
+    their directions, the stored reference point (if any) and the spec's ``pruning`` (if stored).
     """
     objectives = objectives_of_study(study)
     names = list(objectives)
     records = {t.number: TrialRecord.of(t) for t in study.get_trials(deepcopy=False)}
     trials = [t for t in study.get_trials(deepcopy=False) if records[t.number].resampled is None]
     accuracy = accuracy_objective(objectives)
-    rows = [_row(trial, records, names, accuracy) for trial in trials]
+    budgets = _budgets(StudyRecord.of(study).sweep_config)
+    rows = [_row(trial, records, names, accuracy, budgets) for trial in trials]
     columns = BASE_COLUMNS + [n for n in names if n not in ("macs", "params")] + ["macs", "params"]
-    columns += SPEC_FIELDS + TAIL_COLUMNS
+    columns += [c for c in LATENCY_COLUMNS if c not in names] + SPEC_FIELDS + TAIL_COLUMNS
     frame = pd.DataFrame(rows, columns=columns)
-    for name in ("macs", "params", *names):
+    for name in ("macs", "params", *LATENCY_COLUMNS, *names):
         frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
     frame.attrs.update(study=study.study_name, objectives=objectives)
+    stored_config = StudyRecord.of(study).sweep_config
+    if stored_config:
+        frame.attrs["pruning"] = dataclasses.asdict(from_stored(stored_config).pruning)
     stored = StudyRecord.of(study).reference_point
     if stored is not None:
         frame.attrs["reference_point"] = dict(stored)
@@ -122,7 +138,11 @@ def objectives_of_study(study: optuna.Study) -> dict[str, str]:
 
 
 def _row(
-    trial: optuna.trial.FrozenTrial, records: dict[int, TrialRecord], names: list[str], accuracy: str | None
+    trial: optuna.trial.FrozenTrial,
+    records: dict[int, TrialRecord],
+    names: list[str],
+    accuracy: str | None,
+    budgets: dict[str | None, int | None],
 ) -> dict[str, Any]:
     record = records[trial.number]
     row: dict[str, Any] = {
@@ -136,6 +156,8 @@ def _row(
         "macs": record.macs,
         "params": record.params,
     }
+    if record.latency:
+        row.update(latency_ms=record.latency.get("median_ms"), latency_ratio=record.latency.get("ratio"))
     if trial.values is not None:
         row.update(zip(names, trial.values))
     spec = (record.child_params or {}).get("spec")
@@ -156,6 +178,7 @@ def _row(
         dir=record.dir,
         curve=list(record.curve),
         epochs=len(record.curve),
+        **_compute(trial, records, names, accuracy, budgets),
         wall_seconds=record.wall_seconds,
         infeasible=record.infeasible,
         fail_reason=record.fail_reason,
@@ -166,6 +189,64 @@ def _row(
         completed=trial.datetime_complete,
     )
     return row
+
+
+def _budgets(sweep_config: dict[str, Any] | None) -> dict[str | None, int | None]:
+    """Architecture -> the max_epochs its trials train per seed in the stored spec (None: any other)."""
+    if not sweep_config:
+        return {}
+    config = from_stored(sweep_config)
+    budgets: dict[str | None, int | None] = {None: config.training.get("max_epochs")}
+    for arch in config.architectures:
+        budgets[arch.model] = config.training_for(arch.model).get("max_epochs")
+    return budgets
+
+
+def _compute(
+    trial: optuna.trial.FrozenTrial,
+    records: dict[int, TrialRecord],
+    names: list[str],
+    accuracy: str | None,
+    budgets: dict[str | None, int | None],
+) -> dict[str, Any]:
+    """The trial's :data:`COMPUTE_COLUMNS`."""
+    record = records[trial.number]
+    training = (record.child_params or {}).get("training") or {}
+    max_epochs = training.get("max_epochs", budgets.get(record.model, budgets.get(None)))
+    stopped = trial.state.name == "PRUNED" and record.infeasible is None
+    at = None
+    if stopped:
+        at = record.stopped_at_rung or record.stopped_at_epoch or len(record.curve) or None
+    value = None
+    if at is not None and accuracy is not None:
+        decision = record.rungs.get(str(at)) if record.stopped_at_rung is not None else None
+        if decision is not None and len(decision.get("values", [])) == len(names):
+            value = float(decision["values"][names.index(accuracy)])
+        elif record.curve[:at]:
+            value = float(max(record.curve[:at]))
+    return dict(
+        max_epochs=max_epochs,
+        epochs_trained=epochs_trained(
+            record, records.get(record.repeat_of) if record.repeat_of is not None else None, max_epochs
+        ),
+        stopped=stopped,
+        stopped_at_rung=record.stopped_at_rung if stopped else None,
+        stopped_at_epoch=at if stopped else None,
+        stopped_value=value,
+    )
+
+
+def epochs_trained(record: TrialRecord, original: TrialRecord | None, max_epochs: int | None) -> int:
+    """Epochs a trial trained itself: its first seed's curve, plus for each further seed it finished
+    ``max_epochs`` (its curve's length when unknown); a front repeat counts only the seeds it added
+    to its ``original``'s, and a duplicate that reused a result or an infeasible trial none."""
+    if record.duplicate_of is not None or record.infeasible is not None:
+        return 0
+    inherited = set() if original is None else {k for k, v in enumerate(original.seed_values) if v is not None}
+    first = 0 if 0 in inherited else len(record.curve)
+    per_seed = max_epochs if max_epochs is not None else len(record.curve)
+    further = sum(1 for k, v in enumerate(record.seed_values) if k > 0 and v is not None and k not in inherited)
+    return first + further * per_seed
 
 
 def _seed_values(
@@ -261,6 +342,11 @@ def reference_point(study: optuna.Study, frame: pd.DataFrame | None = None) -> d
     return point
 
 
+def _objective_value(index: int) -> Callable[[optuna.trial.FrozenTrial], float]:
+    """The target of an importance: the trial's ``index``-th value."""
+    return lambda trial: float(trial.values[index])
+
+
 def _round_away(value: float) -> float:
     """``value`` rounded away from zero to two significant digits (1.1e8 * 1.1 -> 1.3e8)."""
     if value == 0:
@@ -300,7 +386,7 @@ def param_importances(study: optuna.Study, frame: pd.DataFrame | None = None, mi
                 sub_study,
                 evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
                 params=sorted(varying),
-                target=lambda t, i=index: t.values[i],
+                target=_objective_value(index),
             )
             rows += [
                 {"arch": arch, "objective": objective, "param": p.split(".", 1)[-1], "importance": v}
