@@ -118,6 +118,7 @@ def model_rows(pattern: str, input_size: tuple[int, int, int], small_input: bool
             baselines[entry.name] = macs
         ratio = None
         if entry.is_preset:
+            assert entry.baseline is not None  # a preset names its baseline
             if entry.baseline not in baselines:
                 baselines[entry.baseline] = measure(entry.baseline)[1]
             ratio = macs / baselines[entry.baseline]

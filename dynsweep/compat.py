@@ -7,11 +7,12 @@ importing this module costs nothing and pulls in no dependency that a caller doe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import numpy as np
     import optuna
+    from optuna.storages._heartbeat import BaseHeartbeat
 
 
 def pareto_front_mask(losses: np.ndarray) -> np.ndarray:
@@ -58,7 +59,7 @@ def stale_trial_ids(study: optuna.Study) -> list[int]:
     storage = storage_of(study)
     if not heartbeat_enabled(storage):
         return []
-    return storage._get_stale_trial_ids(study_id(study))
+    return cast("BaseHeartbeat", storage)._get_stale_trial_ids(study_id(study))
 
 
 def heartbeat_enabled(storage: optuna.storages.BaseStorage) -> bool:
@@ -76,7 +77,7 @@ def heartbeat_thread(trial: optuna.Trial, storage: optuna.storages.BaseStorage) 
     return get_heartbeat_thread(trial_id(trial), storage)
 
 
-def heartbeat_base() -> type:
+def heartbeat_base() -> type[BaseHeartbeat]:
     """Optuna's heartbeat interface (``BaseHeartbeat``): a storage that implements it gets stale
     running trials failed (and retried) by ``optuna.storages.fail_stale_trials``."""
     from optuna.storages._heartbeat import BaseHeartbeat

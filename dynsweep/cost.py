@@ -29,7 +29,7 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import torch
 from torch import nn
@@ -102,7 +102,7 @@ def _check_input_size(input_size: Sequence[int]) -> tuple[int, int, int, int]:
     ):
         raise ValueError(message)
     size = tuple(int(v) for v in input_size)
-    return size if len(size) == 4 else (1, *size)  # type: ignore[return-value]
+    return cast("tuple[int, int, int, int]", size if len(size) == 4 else (1, *size))
 
 
 def _device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -117,10 +117,12 @@ def _static_macs(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> int
     """MACs of one call of a convolution or linear layer, bias excluded (FlopCounterMode's rule)."""
     if isinstance(module, nn.Linear):
         return output.numel() * module.in_features
-    kernel = math.prod(module.kernel_size)
-    if module.transposed:  # every input pixel scatters into out/groups channels
-        return inputs[0].numel() * (module.out_channels // module.groups) * kernel
-    return output.numel() * (module.in_channels // module.groups) * kernel
+    # Any convolution (compat.conv_base()): nn.Conv2d types the attributes they all share.
+    conv = cast(nn.Conv2d, module)
+    kernel = math.prod(conv.kernel_size)
+    if conv.transposed:  # every input pixel scatters into out/groups channels
+        return inputs[0].numel() * (conv.out_channels // conv.groups) * kernel
+    return output.numel() * (conv.in_channels // conv.groups) * kernel
 
 
 def dynamic_conv_macs(

@@ -9,10 +9,12 @@ built; files are read in ``setup``. Nothing is downloaded unless ``download=True
 from __future__ import annotations
 
 import os
-from typing import Literal
+from collections.abc import Sized
+from typing import TYPE_CHECKING, Literal, cast
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import AttributeDict
 from torch.utils.data import DataLoader, Dataset
 
 from dynsweep.data import cifar, embedded, imagefolder, segmentation
@@ -22,9 +24,16 @@ from dynsweep.data.errors import require_dir
 class _DataModule(L.LightningDataModule):
     """Loaders over ``self.train_set`` / ``self.val_set`` (the val set also serves ``test``)."""
 
-    num_classes: int
     in_channels: int
     image_size: int | tuple[int, int]
+    # Lightning types it ``AttributeDict | MutableMapping``; save_hyperparameters stores an AttributeDict.
+    hparams: AttributeDict
+
+    if TYPE_CHECKING:
+
+        @property
+        def num_classes(self) -> int:
+            """A class attribute, an attribute set in ``__init__`` or a property, per data set."""
 
     def __init__(self, batch_size: int, num_workers: int, val_batch_size: int | None = None) -> None:
         super().__init__()
@@ -42,7 +51,7 @@ class _DataModule(L.LightningDataModule):
             dataset,
             batch_size=self.batch_size if train else self.val_batch_size,
             shuffle=train,
-            drop_last=train and len(dataset) > self.batch_size,
+            drop_last=train and len(cast(Sized, dataset)) > self.batch_size,  # our data sets are map-style
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
@@ -97,6 +106,7 @@ class EmbeddedDigitsDataModule(_DataModule):
 class CIFARDataModule(_DataModule):
     """CIFAR-10 or CIFAR-100 from ``root`` in torchvision's format; the test split validates."""
 
+    num_classes: int
     in_channels = 3
     image_size = 32
 

@@ -72,13 +72,13 @@ def split_indices(split: str, val_fraction: float = 0.1, seed: int = 0, train_pe
         raise ValueError(f"train_per_class must be a positive integer or None, got {train_per_class!r}")
     _, labels = load_digits()
     rng = np.random.default_rng(seed)
-    chosen = []
+    per_class = []
     for digit in range(NUM_CLASSES):
         members = np.flatnonzero(labels.numpy() == digit)
         members = members[rng.permutation(len(members))]
         num_val = max(1, round(len(members) * val_fraction))
-        chosen.append(members[-num_val:] if split == "val" else members[:-num_val][:train_per_class])
-    chosen = np.concatenate(chosen)
+        per_class.append(members[-num_val:] if split == "val" else members[:-num_val][:train_per_class])
+    chosen = np.concatenate(per_class)
     # The package stores the digits sorted by class: shuffle (seeded) so that any prefix of the
     # split, e.g. under limit_val_batches, holds every class.
     return torch.from_numpy(chosen[rng.permutation(len(chosen))])

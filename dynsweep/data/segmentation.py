@@ -89,14 +89,14 @@ class DigitCanvases(Dataset):
             raise ValueError(f"num_canvases must be >= 1, got {num_canvases}")
         self.split, self.image_size = split, size
         indices = embedded.split_indices(split, val_fraction, seed)
-        digits, labels = embedded.load_digits()
-        digits, labels = digits[indices], labels[indices].numpy()
+        all_digits, all_labels = embedded.load_digits()
+        digits, labels = all_digits[indices], all_labels[indices].numpy()
         # Each digit's labels on its window grown by pad on every side: region and boundary band.
         pad = radius + 1
         stroke = F.pad(digits >= 128, [pad] * 4)
         region = _dilate(stroke, radius).numpy()
         band = (_dilate(stroke, radius + 1) & ~_dilate(stroke, radius)).numpy()
-        digits = digits.numpy()
+        pixels = digits.numpy()
 
         rng = np.random.default_rng([seed, 0 if split == "train" else 1])
         cells, side = size // CANVAS_CELL, embedded.IMAGE_SIZE
@@ -111,7 +111,7 @@ class DigitCanvases(Dataset):
                 k = rng.integers(len(labels))
                 y = (cell // cells) * CANVAS_CELL + rng.integers(slack + 1)
                 x = (cell % cells) * CANVAS_CELL + rng.integers(slack + 1)
-                canvases[n, y + pad : y + pad + side, x + pad : x + pad + side] = digits[k]
+                canvases[n, y + pad : y + pad + side, x + pad : x + pad + side] = pixels[k]
                 window = masks[n, y : y + side + 2 * pad, x : x + side + 2 * pad]
                 window[band[k] & (window == 0)] = ignore_index
                 window[region[k]] = labels[k] + 1

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -47,7 +47,7 @@ def device_name(device: str) -> str:
 
 
 def runtime_versions(runtime: str) -> dict[str, str]:
-    versions = {"torch": torch.__version__}
+    versions: dict[str, str] = {"torch": torch.__version__}
     if runtime == "onnxruntime":
         import onnxruntime
 
@@ -61,7 +61,7 @@ def input_shape(input_size: Sequence[int], settings: LatencySettings) -> tuple[i
         raise ValueError(f"input_size must be (channels, height, width), positive integers, got {input_size!r}")
     channels, height, width = input_size
     if settings.input_size is not None:
-        height, width = settings.input_size
+        height, width = cast("tuple[int, int]", settings.input_size)  # a pair once the settings are made
     return settings.batch_size, channels, height, width
 
 

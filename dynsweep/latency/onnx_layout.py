@@ -38,11 +38,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from dynsweep.errors import DynsweepError
 from dynsweep.nn.export import import_extra
+
+if TYPE_CHECKING:
+    from onnx import NodeProto
 
 NCHWC_DOMAIN = "com.microsoft.nchwc"
 FUSIONS = ("depthwise", "matmul")
@@ -68,7 +72,7 @@ class BlockedLayout:
 
 @dataclass
 class _DynamicConv:
-    conv: object  # the Conv NodeProto
+    conv: NodeProto  # the Conv node
     kernel: str  # the computed kernel's value name
     coefficients: str  # [O, 1, K]; after _reorder_predictors, the predictor's [1, O_padded * K] output
     bases: np.ndarray  # [O, K, C]
@@ -87,12 +91,12 @@ def _value_shapes(model) -> dict[str, list[int]]:
     return shapes
 
 
-def _producers(model) -> dict[str, object]:
+def _producers(model) -> dict[str, NodeProto]:
     return {out: node for node in model.graph.node for out in node.output}
 
 
-def _consumers(model) -> dict[str, list]:
-    users: dict[str, list] = {}
+def _consumers(model) -> dict[str, list[NodeProto]]:
+    users: dict[str, list[NodeProto]] = {}
     for node in model.graph.node:
         for name in node.input:
             users.setdefault(name, []).append(node)
@@ -241,7 +245,8 @@ def _reorder_predictors(model, layers: list[_DynamicConv], block: int) -> int:
     helper, numpy_helper = onnx.helper, onnx.numpy_helper
     producer, consumers = _producers(model), _consumers(model)
     initializers = {init.name: init for init in model.graph.initializer}
-    groups: dict[str, tuple[object, object, dict[str, _DynamicConv]]] = {}  # gemm -> (gemm, split, chunk -> layer)
+    # gemm output -> (gemm, split, chunk -> layer)
+    groups: dict[str, tuple[NodeProto, NodeProto | None, dict[str, _DynamicConv]]] = {}
     for layer in layers:
         reshape = producer.get(layer.coefficients)
         if reshape is None or reshape.op_type != "Reshape" or len(consumers.get(layer.coefficients, [])) != 1:
@@ -336,7 +341,7 @@ def _blocked_columns(
         column = np.where(flat.reshape(padded // block, positions, block)[0, :, 0] == 0, -1, first_channel)
         if np.any(column >= columns):
             continue
-        rebuilt = np.zeros((padded, positions), np.float32)
+        rebuilt: np.ndarray = np.zeros((padded, positions), np.float32)
         rebuilt[:out, column >= 0] = stub[:, column[column >= 0]]
         rebuilt = rebuilt.reshape(padded // block, block, positions).transpose(0, 2, 1)
         if np.array_equal(rebuilt.reshape(-1), flat):
@@ -488,7 +493,8 @@ def block_dynamic_convolutions(
     if blocked_fusion and global_pooling:
         _pool_globally(model)
     layers = _dynamic_convs(model)  # after any change to the node list: it holds nodes of the graph
-    reordered = _reorder_predictors(model, layers, block) if blocked_fusion and reorder_predictors else 0
+    # blocked_fusion: block is set.
+    reordered = _reorder_predictors(model, layers, cast(int, block)) if blocked_fusion and reorder_predictors else 0
     if blocked_fusion and global_pooling and pointwise_predictors:
         _pooled_gemms_as_convs(model)
     original_outputs = len(model.graph.output)
@@ -509,24 +515,28 @@ def block_dynamic_convolutions(
     initializers = {init.name: init for init in optimised.graph.initializer}
     emitter = _Emitter()
     stubs = {f"dynsweep_stub_{index}": index for index in range(len(layers))}
-    blocked: dict[int, tuple[object, np.ndarray]] = {}  # layer -> (its blocked Conv, columns)
-    unblocked: dict[int, list[tuple[object, int]]] = {}  # layer -> [(node, input slot)] reading its stub
+    blocked: dict[int, tuple[NodeProto, np.ndarray]] = {}  # layer -> (its blocked Conv, columns)
+    unblocked: dict[int, list[tuple[NodeProto, int]]] = {}  # layer -> [(node, input slot)] reading its stub
     for node in optimised.graph.node:
         for slot, name in enumerate(node.input):
             if name in stubs:
                 unblocked.setdefault(stubs[name], []).append((node, slot))
         if node.domain == NCHWC_DOMAIN and node.op_type == "Conv" and node.input[1] in initializers:
+            # A blocked Conv: ONNX Runtime blocks convolutions on this host, so block is set.
             reordered_kernel = numpy_helper.to_array(initializers[node.input[1]])
-            index = _marked_layer(reordered_kernel, len(layers))
-            if index is not None:
-                out, _, columns = layers[index].bases.shape
-                blocked[index] = (node, _blocked_columns(reordered_kernel, index, out, columns, [block])[1])
+            marked = _marked_layer(reordered_kernel, len(layers))
+            if marked is not None:
+                out, _, columns = layers[marked].bases.shape
+                blocked[marked] = (
+                    node,
+                    _blocked_columns(reordered_kernel, marked, out, columns, [cast(int, block)])[1],
+                )
     for index, layer in enumerate(layers):
         prefix = f"dynsweep_layer_{index}"
         if index in blocked:
             conv, column = blocked[index]
             dims = initializers[conv.input[1]].dims
-            conv.input[1] = emitter.kernel(prefix, layer, block, column, dims, fusion)
+            conv.input[1] = emitter.kernel(prefix, layer, cast(int, block), column, dims, fusion)
         if index in unblocked:
             if block is not None and fusion == "depthwise":
                 kernel = emitter.kernel(prefix, layer, block, np.arange(layer.bases.shape[2]), None, fusion)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from dynsweep.errors import DynsweepError
 
@@ -100,7 +100,7 @@ class LatencySettings:
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         if self.input_size is not None:
-            values["input_size"] = list(self.input_size)
+            values["input_size"] = list(cast("tuple[int, int]", self.input_size))  # made a pair in __post_init__
         return values
 
     def replace(self, **changes: Any) -> LatencySettings:

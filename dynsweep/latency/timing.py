@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import TypeVar
 
 import torch
 
 Clock = Callable[[Callable[[], object]], float]
+Key = TypeVar("Key", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -57,14 +59,14 @@ def cuda_clock(fn: Callable[[], object]) -> float:
 
 
 def interleaved(
-    candidates: Mapping[str, Callable[[], object]], repeats: int, warmup: int = 1, clock: Clock = wall_clock
-) -> dict[str, list[float]]:
+    candidates: Mapping[Key, Callable[[], object]], repeats: int, warmup: int = 1, clock: Clock = wall_clock
+) -> dict[Key, list[float]]:
     """Seconds of each candidate in each of ``repeats`` rounds (every candidate once per round,
     in order), after ``warmup`` untimed calls of each."""
     for fn in candidates.values():
         for _ in range(warmup):
             fn()
-    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    samples: dict[Key, list[float]] = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, fn in candidates.items():
             samples[name].append(clock(fn))

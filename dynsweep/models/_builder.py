@@ -19,12 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 from torch import nn
 
 from dynsweep.models._layers import ConvNormAct
 from dynsweep.models.spec import DynamicSpec, StagePlan, make_divisible, plan_stages
 from dynsweep.nn import CoefficientPredictor, DynamicConv2d, DynamicLinear, check_reduction
+
+Block = TypeVar("Block", bound=nn.Module)
 
 OUTPUT_STRIDES = (8, 16, 32)
 SMALL_INPUT_SKIPS = 2
@@ -100,19 +103,19 @@ class ModelBuilder:
         self.current_stride *= stride
         return stride, dilation
 
-    def build_stages(self, in_channels: int, make_block: Callable[[BlockBuilder], nn.Module]) -> list[list[nn.Module]]:
+    def build_stages(self, in_channels: int, make_block: Callable[[BlockBuilder], Block]) -> list[list[Block]]:
         """The blocks of every stage: ``make_block(b)`` for each block, in order.
 
         Each block module must have ``out_channels``: the next block's ``b.in_channels``.
         """
-        stages = []
+        stages: list[list[Block]] = []
         for stage, layout in enumerate(self.stages):
             channels = self.stage_channels(stage, layout.channels)
-            blocks = []
+            blocks: list[Block] = []
             for index in range(layout.depth):
                 stride, dilation = self._step(layout.stride if index == 0 else 1)
                 block = make_block(BlockBuilder(self, stage, index, in_channels, channels, stride, dilation))
-                in_channels = block.out_channels
+                in_channels = cast(int, block.out_channels)
                 blocks.append(block)
             stages.append(blocks)
         return stages
@@ -149,7 +152,7 @@ class ModelBuilder:
         """:func:`~dynsweep.nn.check_reduction` for a predictor of this model, naming the spec field."""
         check_reduction(reduction, in_channels, name="DynamicSpec.reduction", where=f" in {where} of {self.arch}")
 
-    def stem_conv(self, in_channels: int, channels: float, kernel_size: int) -> nn.Module:
+    def stem_conv(self, in_channels: int, channels: float, kernel_size: int) -> nn.Conv2d | DynamicConv2d:
         """The first convolution: ``channels x width_mult`` wide, stride 2 unless ``small_input``
         removes it; dynamic (own single-linear predictor) when ``spec.stem``."""
         out_channels = self.fixed_channels(channels, self.spec.width_mult, "the stem")
@@ -166,7 +169,7 @@ class ModelBuilder:
             return nn.Identity()
         return nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
-    def head_conv(self, in_channels: int, out_channels: int) -> nn.Module:
+    def head_conv(self, in_channels: int, out_channels: int) -> nn.Conv2d | DynamicConv2d:
         """The 1x1 convolution after the last stage; dynamic when ``spec.classifier``."""
         if not self.spec.classifier or self.spec.static_kernels:
             return nn.Conv2d(in_channels, out_channels, 1, bias=False)
@@ -174,7 +177,7 @@ class ModelBuilder:
         kwargs = self.own_predictor(in_channels, last.num_bases, last.reduction, "the head")
         return DynamicConv2d(in_channels, out_channels, 1, **kwargs)
 
-    def linear(self, in_features: int, out_features: int) -> nn.Module:
+    def linear(self, in_features: int, out_features: int) -> nn.Linear | DynamicLinear:
         """A classifier Linear; dynamic when ``spec.classifier``."""
         if not self.spec.classifier or self.spec.static_kernels:
             return nn.Linear(in_features, out_features)
@@ -245,7 +248,7 @@ class BlockBuilder:
         groups: int = 1,
         *,
         candidate: bool = True,
-    ) -> nn.Module:
+    ) -> nn.Conv2d | DynamicConv2d:
         """A convolution with 'same'-style padding; dynamic if the placement says so.
 
         ``candidate=False`` keeps a convolution static whatever the placement (e.g. the left

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard, cast
 
 from torch import Tensor, nn
 
@@ -29,10 +29,10 @@ class ConvNormAct(nn.Sequential):
 
     def __init__(self, conv: nn.Module, norm: nn.Module, activation: nn.Module | None = None) -> None:
         super().__init__(conv, norm, *([activation] if activation is not None else []))
-        self.out_channels = norm.num_features
+        self.out_channels = cast(int, norm.num_features)  # a BatchNorm's channel count
 
 
-def is_shared(module: nn.Module) -> bool:
+def is_shared(module: nn.Module) -> TypeGuard[DynamicConv2d]:
     """A dynamic layer that takes its coefficients from a block-level predictor."""
     return isinstance(module, DynamicConv2d) and module.predictor is None
 
@@ -49,9 +49,10 @@ def run(module: nn.Module, x: Tensor, coefficients: Coefficients) -> Tensor:
     if is_shared(module):
         if coefficients is None:
             raise RuntimeError("a shared-predictor layer ran without block coefficients")
-        return module(x, coefficients[module.coefficient_slot])
+        # The builder gives every shared layer its slot.
+        return module(x, coefficients[cast(int, module.coefficient_slot)])
     if type(module) in (nn.Sequential, ConvNormAct):
-        for child in module:
+        for child in cast(nn.Sequential, module):
             x = run(child, x, coefficients)
         return x
     return module(x)
@@ -62,6 +63,7 @@ class Backbone(nn.Module):
     and, unless the network was built with ``features_only=True``, ``forward_head``."""
 
     features_only: bool
+    out_channels: int  # the channels of forward_features' output
 
     def forward_features(self, x: Tensor) -> Tensor:
         raise NotImplementedError

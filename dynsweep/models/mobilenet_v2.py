@@ -90,7 +90,9 @@ class MobileNetV2(Backbone):
         self.spec, self.arch = build.spec, name
 
         stem = build.stem_conv(in_channels, STEM_CHANNELS, 3)
-        features: list[nn.Module] = [ConvNormAct(stem, nn.BatchNorm2d(stem.out_channels), _relu6())]
+        features: list[ConvNormAct | InvertedResidual] = [
+            ConvNormAct(stem, nn.BatchNorm2d(stem.out_channels), _relu6())
+        ]
         for blocks in build.build_stages(stem.out_channels, lambda b: InvertedResidual(b, table[b.stage][0])):
             features += blocks
         inp = features[-1].out_channels

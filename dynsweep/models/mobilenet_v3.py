@@ -122,7 +122,7 @@ class MobileNetV3(Backbone):
         self.spec, self.arch = build.spec, name
 
         stem = build.stem_conv(in_channels, stem_channels, 3)
-        layers: list[nn.Module] = [ConvNormAct(stem, _norm(stem.out_channels), nn.Hardswish())]
+        layers: list[ConvNormAct | InvertedResidual] = [ConvNormAct(stem, _norm(stem.out_channels), nn.Hardswish())]
         for blocks in build.build_stages(stem.out_channels, lambda b: InvertedResidual(b, table[b.stage][b.index])):
             layers += blocks
         inp = layers[-1].out_channels

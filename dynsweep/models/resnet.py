@@ -99,7 +99,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+BLOCKS: dict[str, type[BasicBlock | Bottleneck]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
 class ResNet(Backbone):
@@ -138,7 +138,7 @@ class ResNet(Backbone):
         self.bn1 = nn.BatchNorm2d(self.conv1.out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = build.stem_pool()
-        stages = build.build_stages(self.conv1.out_channels, BLOCKS[config.block])
+        stages: list[list[BasicBlock | Bottleneck]] = build.build_stages(self.conv1.out_channels, BLOCKS[config.block])
         for stage, blocks in enumerate(stages):
             self.add_module(f"layer{stage + 1}", nn.Sequential(*blocks))
         self.num_stages = len(stages)

@@ -10,6 +10,8 @@ logits are upsampled bilinearly to the input size. Module names follow torchvisi
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -69,5 +71,5 @@ def build_segmentation_model(
         entry = get_model_entry(name)
         with torch.device("meta"):  # only its width is needed: no memory, no initialisation cost
             baseline = build_model(entry.baseline or entry.name, features_only=True)
-        head_channels = baseline.out_channels // 4
-    return DilatedFCN(backbone, FCNHead(backbone.out_channels, num_classes, head_channels))
+        head_channels = cast(int, baseline.out_channels) // 4  # every registered model has out_channels
+    return DilatedFCN(backbone, FCNHead(cast(int, backbone.out_channels), num_classes, head_channels))

@@ -164,8 +164,8 @@ class DynamicSpec:
             raise _fail("mode", f"must be one of {COEFFICIENT_MODES}, got {self.mode!r}")
         if not _is_number(self.temperature) or self.temperature <= 0:
             raise _fail("temperature", f"must be a number > 0, got {self.temperature!r}")
-        for value in self.reduction if isinstance(self.reduction, list) else [self.reduction]:
-            check_reduction(value, name="DynamicSpec.reduction")
+        for reduction in self.reduction if isinstance(self.reduction, list) else [self.reduction]:
+            check_reduction(reduction, name="DynamicSpec.reduction")
         if self.predictor_scope not in PREDICTOR_SCOPES:
             raise _fail("predictor_scope", f"must be one of {PREDICTOR_SCOPES}, got {self.predictor_scope!r}")
         for name in ("width_mult", "dynamic_width"):
@@ -231,6 +231,7 @@ def plan_stages(spec: DynamicSpec, arch: str, depths: Sequence[int], fields: Seq
     if spec.stages == "all":
         dynamic = set(range(num_stages))
     else:
+        assert isinstance(spec.stages, list)  # validate(): "all" or a list of stage indices
         missing = [s for s in spec.stages if s >= num_stages]
         if missing:
             raise _fail("stages", f"stage {missing[0]} does not exist; {arch} has stages 0 to {num_stages - 1}")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +49,7 @@ def _pair(value: IntOrPair, name: str, minimum: int) -> tuple[int, int]:
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int) and v >= minimum for v in pair):
         raise ValueError(f"{name} must be an int >= {minimum} or a pair of them, got {value!r}")
-    return pair  # type: ignore[return-value]
+    return pair
 
 
 def _padding(
@@ -92,6 +93,8 @@ class DynamicConv2d(nn.Module):
     Bases are initialised like ``nn.Conv2d``'s kernel, scaled so that the fused kernel at the
     predictor's average coefficient has the variance of a static convolution's kernel.
     """
+
+    output_bias: nn.Parameter | None  # registered in __init__ (None until fold_batchnorm sets it)
 
     def __init__(
         self,
@@ -212,13 +215,14 @@ class DynamicConv2d(nn.Module):
             raise ValueError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
         if conv.padding_mode != "zeros":
             raise ValueError(f"conv.padding_mode must be 'zeros', got {conv.padding_mode!r}")
+        # torch types a convolution's sizes as tuple[int, ...]; an nn.Conv2d's are pairs.
         layer = cls(
             conv.in_channels,
             conv.out_channels,
-            conv.kernel_size,
-            stride=conv.stride,
-            padding=conv.padding,
-            dilation=conv.dilation,
+            cast(IntOrPair, conv.kernel_size),
+            stride=cast(IntOrPair, conv.stride),
+            padding=cast(IntOrPair | str, conv.padding),
+            dilation=cast(IntOrPair, conv.dilation),
             groups=conv.groups,
             bias=conv.bias is not None,
             **dynamic_kwargs,
@@ -303,7 +307,7 @@ class DynamicConv2d(nn.Module):
         if (
             x.shape[0] == 1
             and self._strategy == "auto"
-            and x.dtype == self._parameters["weight"].dtype
+            and x.dtype == cast(Tensor, self._parameters["weight"]).dtype
             and x.dtype in (torch.float32, torch.float64)
             and plain_inference(x)
         ):
@@ -340,7 +344,7 @@ class DynamicConv2d(nn.Module):
         if coefficients.dtype != x.dtype:
             coefficients = coefficients.to(x.dtype)
         coefficients = coefficients.reshape(out, 1, bases)
-        weight = params["weight"]
+        weight = cast(Tensor, params["weight"])  # registered in __init__, never None
         channels_last = not weight.is_contiguous() and self.kernel_size != (1, 1)
         if channels_last:
             # Channels-last bases (Module.to): fuse in their [kH, kW, in] order, so the fused kernel
@@ -353,7 +357,8 @@ class DynamicConv2d(nn.Module):
             weight = (weight * coefficients.view(out, bases, 1)).sum(1)
         if channels_last:
             weight = weight.view(out, *self.kernel_size, -1).permute(0, 3, 1, 2)
-        bias, base_bias = params.get("output_bias"), params.get("bias")
+        bias: Tensor | None = params.get("output_bias")
+        base_bias = params.get("bias")
         if base_bias is not None:
             fused = torch.bmm(coefficients, base_bias.view(out, bases, 1)).view(out)
             bias = fused if bias is None else fused.add_(bias)
@@ -399,7 +404,7 @@ class DynamicConv2d(nn.Module):
         weight = weight.reshape(batch * groups, self.out_channels // groups, -1)
         if self.kernel_size == (1, 1) and self.padding == (0, 0):
             x = x[:, :, :: self.stride[0], :: self.stride[1]]
-            out_size = x.shape[2:]
+            out_size: Sequence[int] = x.shape[2:]
             columns = x.reshape(batch * groups, self.in_channels // groups, -1)
         else:
             out_size = self.output_size(x.shape[2:])
@@ -414,9 +419,12 @@ class DynamicConv2d(nn.Module):
 
     def output_size(self, input_size: Sequence[int]) -> tuple[int, int]:
         """Spatial output size for a (padded) input of spatial size ``input_size``."""
-        return tuple(  # type: ignore[return-value]
-            (size + 2 * p - d * (k - 1) - 1) // s + 1
-            for size, p, d, k, s in zip(input_size, self.padding, self.dilation, self.kernel_size, self.stride)
+        return cast(
+            tuple[int, int],
+            tuple(
+                (size + 2 * p - d * (k - 1) - 1) // s + 1
+                for size, p, d, k, s in zip(input_size, self.padding, self.dilation, self.kernel_size, self.stride)
+            ),
         )
 
     def extra_repr(self) -> str:

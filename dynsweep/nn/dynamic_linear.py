@@ -25,5 +25,5 @@ class DynamicLinear(DynamicConv2d):
         self.in_features = in_features
         self.out_features = out_features
 
-    def forward(self, x: Tensor, coefficients: Tensor | None = None) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor, coefficients: Tensor | None = None) -> Tensor:
         return super().forward(x[:, :, None, None], coefficients).flatten(1)

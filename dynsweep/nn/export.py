@@ -59,4 +59,5 @@ def to_onnx(model: nn.Module, example: torch.Tensor, path: str | Path, dynamic_b
         dynamic_shapes=({0: Dim("batch", min=1, max=1024)},) if dynamic_batch else None,
         verbose=False,
     )
+    assert program is not None  # torch types it optional for dynamo=False only
     program.save(str(path), external_data=False)

@@ -8,6 +8,7 @@ fused bias) of that channel, and the shift becomes a coefficient-independent out
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 from torch import fx, nn
@@ -68,7 +69,8 @@ def fold_batchnorm(model: nn.Module) -> fx.GraphModule:
         if isinstance(conv, DynamicConv2d):
             fold_batchnorm_into(conv, bn)
         elif isinstance(conv, nn.Conv2d):
-            _replace_module(module, producer.target, fuse_conv_bn_eval(conv, bn))
+            # A call_module node's target is the module's qualified name.
+            _replace_module(module, cast(str, producer.target), fuse_conv_bn_eval(conv, bn))
         else:
             continue
         node.replace_all_uses_with(producer)

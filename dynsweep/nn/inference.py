@@ -14,6 +14,7 @@ without autograd or autocast; any other call runs the folded model.
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +43,7 @@ class _Batch1Predictor(nn.Module):
         if isinstance(fc, nn.Linear):
             z = torch.addmv(fc.bias, fc.weight, total, alpha=scale)
         else:
-            first, _, last = fc
+            first, _, last = cast("tuple[nn.Linear, nn.ReLU, nn.Linear]", fc)  # as CoefficientPredictor builds it
             z = torch.addmv(last.bias, last.weight, torch.addmv(first.bias, first.weight, total, alpha=scale).relu_())
         z = z.sigmoid_()
         return [z[start:end].view(out, 1, num_bases) for start, end, out, num_bases in self.slices]
@@ -50,6 +51,11 @@ class _Batch1Predictor(nn.Module):
 
 class _Batch1Conv(nn.Module):
     """A dynamic layer at batch 1 with contiguous bases: fuse, then convolve (1x1: one matmul)."""
+
+    # Buffers registered in __init__; the biases are None together, when the layer has no output_bias.
+    bases: Tensor
+    bias: Tensor | None
+    column_bias: Tensor | None
 
     def __init__(self, layer: DynamicConv2d) -> None:
         super().__init__()
@@ -79,7 +85,11 @@ class _Batch1Conv(nn.Module):
                 x = x[:, :, :: layer.stride[0], :: layer.stride[1]]
             _, channels, height, width = x.shape
             columns = x.reshape(channels, height * width)
-            y = torch.mm(weight, columns) if self.bias is None else torch.addmm(self.column_bias, weight, columns)
+            y = (
+                torch.mm(weight, columns)
+                if self.bias is None
+                else torch.addmm(cast(Tensor, self.column_bias), weight, columns)
+            )
             return y.view(1, self.out, height, width)
         return F.conv2d(
             x, weight.view(self.kernel_shape), self.bias, layer.stride, layer.padding, layer.dilation, layer.groups

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -86,6 +87,8 @@ class CoefficientPredictor(nn.Module):
     (``condconv``, ``dyconv``) it is the per-base value broadcast over the output channels.
     """
 
+    temperature: Tensor  # a buffer, registered in mode "dyconv" only
+
     def __init__(
         self,
         in_channels: int,
@@ -116,6 +119,7 @@ class CoefficientPredictor(nn.Module):
         self.split_sizes = [c * k if mode == "dynet" else k for c, k in self.layer_outputs]
         total = sum(self.split_sizes)
         hidden = hidden_width(in_channels, reduction)
+        self.fc: nn.Linear | nn.Sequential
         if hidden is None:
             self.fc = nn.Linear(in_channels, total)
         else:
@@ -126,7 +130,7 @@ class CoefficientPredictor(nn.Module):
     @property
     def output_layer(self) -> nn.Linear:
         """The last linear layer, whose output is split among the served layers."""
-        return self.fc if isinstance(self.fc, nn.Linear) else self.fc[-1]
+        return self.fc if isinstance(self.fc, nn.Linear) else cast(nn.Linear, self.fc[-1])
 
     def set_temperature(self, temperature: float) -> None:
         """Set the softmax temperature of ``dyconv`` (annealed from about 30 to 1 in DY-CNN)."""
@@ -161,10 +165,11 @@ class CoefficientPredictor(nn.Module):
         the batch-1 path does not call them, so it must not run then."""
         if _GLOBAL_FORWARD_HOOKS or _GLOBAL_FORWARD_PRE_HOOKS:
             return True
-        fc = self._modules["fc"]  # a Linear or a flat Sequential: its children are all its modules
+        fc = cast(nn.Module, self._modules["fc"])  # a Linear or a flat Sequential: its children are all its modules
         if fc._forward_hooks or fc._forward_pre_hooks:
             return True
-        for module in fc._modules.values():  # a loop, not any(): this runs on every batch-1 call
+        # A loop, not any(): this runs on every batch-1 call. torch types children as optional; fc's are set.
+        for module in cast("dict[str, nn.Module]", fc._modules).values():
             if module._forward_hooks or module._forward_pre_hooks:
                 return True
         return False
@@ -178,7 +183,7 @@ class CoefficientPredictor(nn.Module):
         if isinstance(self.fc, nn.Linear):
             z = torch.addmv(self.fc.bias, self.fc.weight, total, alpha=scale)
         else:
-            first, _, last = self.fc
+            first, _, last = cast("tuple[nn.Linear, nn.ReLU, nn.Linear]", self.fc)  # as built in __init__
             hidden = torch.addmv(first.bias, first.weight, total, alpha=scale).relu_()
             z = torch.addmv(last.bias, last.weight, hidden)
         if self.mode != "dyconv":

@@ -18,6 +18,8 @@ def dimension_values(dim: Dimension) -> list[Any]:
     """The values to try of one dimension: every choice, or both bounds of a range."""
     if dim.choices is not None:
         return list(dim.choices)
+    # A dimension without choices is a range (checked when the config is read).
+    assert dim.low is not None and dim.high is not None
     return [int(dim.low), int(dim.high)] if dim.is_int else [float(dim.low), float(dim.high)]
 
 

@@ -16,13 +16,13 @@ import dataclasses
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from dynsweep.errors import DynsweepError
 
-OBJECTIVES = {
+OBJECTIVES: dict[str, Literal["minimize", "maximize"]] = {
     "val_acc1": "maximize",
     "macs": "minimize",
     "params": "minimize",

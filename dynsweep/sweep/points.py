@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from typing import Any
+from typing import Any, cast
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -45,6 +45,8 @@ def finite_values(dim: Dimension) -> list[Any] | None:
     """Every value of a dimension, or None for a continuous range."""
     if dim.choices is not None:
         return list(dim.choices)
+    # A dimension without choices is a range (checked when the config is read).
+    assert dim.low is not None and dim.high is not None
     if dim.is_int and not dim.log:
         return list(range(int(dim.low), int(dim.high) + 1, int(dim.step or 1)))
     if dim.step is not None and not dim.log:
@@ -61,7 +63,7 @@ def space_points(config: SweepConfig) -> list[tuple[dict[str, Any], dict[str, An
         values = [finite_values(dim) for dim in arch.space]
         if any(v is None for v in values):
             return None
-        for combination in itertools.product(*values):
+        for combination in itertools.product(*cast("list[list[Any]]", values)):  # none is None
             spec = {**arch.base, **{dim.name: value for dim, value in zip(arch.space, combination)}}
             params = {f"{arch.model}.{dim.name}": encode_choice(v) for dim, v in zip(arch.space, combination)}
             if len(config.architectures) > 1:

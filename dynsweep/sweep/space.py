@@ -32,6 +32,8 @@ def suggest_dimension(trial: optuna.Trial, model: str, dim: Dimension) -> Any:
     name = f"{model}.{dim.name}"
     if dim.choices is not None:
         return _decode(dim, trial.suggest_categorical(name, [encode_choice(c) for c in dim.choices]))
+    # A dimension without choices is a range (checked when the config is read).
+    assert dim.low is not None and dim.high is not None
     if dim.is_int:
         return trial.suggest_int(name, int(dim.low), int(dim.high), step=int(dim.step or 1), log=dim.log)
     return trial.suggest_float(name, float(dim.low), float(dim.high), step=dim.step, log=dim.log)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import time
 import warnings
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import optuna
 import sqlalchemy
@@ -23,6 +25,11 @@ from optuna.trial import TrialState
 from dynsweep import compat
 from dynsweep.errors import DynsweepError
 from dynsweep.sweep.config import StorageConfig
+
+if TYPE_CHECKING:  # mypy needs a static base class; the private name stays in compat
+    from dynsweep.compat import BaseHeartbeat as _HeartbeatBase
+else:
+    _HeartbeatBase = compat.heartbeat_base()
 
 
 class StorageError(DynsweepError):
@@ -83,8 +90,9 @@ def make_storage(url: str, settings: StorageConfig | None = None) -> optuna.stor
             raise StorageError(f"storage: journal:{journal} is a folder; give a file, e.g. journal:runs/NAME.log")
         journal.parent.mkdir(parents=True, exist_ok=True)
         return LeasedJournalStorage(journal, settings)
-    if url.startswith("sqlite:///"):
-        sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
+    database = sqlite_path(url)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:
@@ -98,7 +106,7 @@ def make_storage(url: str, settings: StorageConfig | None = None) -> optuna.stor
             raise StorageError(f"storage: cannot open {url}: {_first_line(error)}") from None
 
 
-class LeasedJournalStorage(JournalStorage, compat.heartbeat_base()):
+class LeasedJournalStorage(JournalStorage, _HeartbeatBase):
     """Optuna's journal file with heartbeats: a running trial's worker touches the lease file
     ``<journal>.leases/<trial id>`` every ``heartbeat_interval`` seconds, and a running trial
     whose lease is older than ``grace_period`` is stale: ``optuna.storages.fail_stale_trials``
@@ -121,7 +129,8 @@ class LeasedJournalStorage(JournalStorage, compat.heartbeat_base()):
         stale = []
         for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
             lease = self.leases / str(compat.trial_id(trial))
-            renewed = lease.stat().st_mtime if lease.exists() else trial.datetime_start.timestamp()
+            # A running trial has started.
+            renewed = lease.stat().st_mtime if lease.exists() else cast(datetime, trial.datetime_start).timestamp()
             if now - renewed > self.settings.grace_period:
                 stale.append(compat.trial_id(trial))
         return stale

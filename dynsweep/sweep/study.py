@@ -72,7 +72,7 @@ def open_study(
     )
     stored = StudyRecord.of(study)
     given = config.to_dict()
-    if None not in (stored.reference_point, config.reference_point):
+    if stored.reference_point is not None and config.reference_point is not None:
         check_reference_point(study, config.reference_point)
     if stored.sweep_config is not None:
         before = from_stored(stored.sweep_config).to_dict()

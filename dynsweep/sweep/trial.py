@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import optuna
 from optuna.storages import fail_stale_trials
@@ -84,7 +84,7 @@ def measure_latency(config: SweepConfig, params: dict[str, Any], runs_dir: Path)
     from dynsweep.latency import LatencySettings, measure_for_trial
     from dynsweep.tasks.recipe import make_data, make_task
 
-    data = make_data(params["data"])
+    data: Any = make_data(params["data"])  # a dynsweep data module: it has image_size and in_channels
     arch = config.architecture(params["model"])
     model = make_task(params, data).model
     reference = make_task({**params, "preset": None, "spec": {**arch.base, "stages": []}}, data).model
@@ -298,9 +298,8 @@ def run_trial(
             log(f"trial {trial.number} ({label}): seed {seed} finished before, kept")
             continue
         name = f"{label}, seed {seed}" if len(seeds) > 1 else label
-        outcome = train_seed(
-            study, trial, config, {**params, "seed": seed}, Path(dirs[k]), macs, name, log, k == 0, devices
-        )
+        folder = Path(cast(str, dirs[k]))  # not kept: the folder made above
+        outcome = train_seed(study, trial, config, {**params, "seed": seed}, folder, macs, name, log, k == 0, devices)
         if outcome.stopped:
             TrialRecord.write(trial, wall_seconds=time.time() - start)
             study.tell(trial, state=TrialState.PRUNED)

@@ -14,10 +14,12 @@ fitting starts.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import AttributeDict
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torchmetrics import MetricCollection
 
 import dynsweep
@@ -75,8 +77,12 @@ class DynamicTask(L.LightningModule):
     """Base of the tasks: subclasses build ``self.model``, ``val_metrics`` and ``test_metrics`` and
     define ``architecture``, ``decay`` and ``_evaluate``."""
 
-    decay: str = "cosine"  # the learning-rate decay after warm-up, see WarmupSchedule
+    decay: Literal["cosine", "poly", "constant"] = "cosine"  # the learning-rate decay after warm-up, see WarmupSchedule
     model: torch.nn.Module
+    val_metrics: MetricCollection
+    test_metrics: MetricCollection
+    # Lightning types it ``AttributeDict | MutableMapping``; save_hyperparameters stores an AttributeDict.
+    hparams: AttributeDict
 
     def __init__(self) -> None:
         super().__init__()
@@ -154,7 +160,7 @@ class DynamicTask(L.LightningModule):
         for logger in self.loggers:
             logger.log_hyperparams({"macs": cost.macs, "params": cost.params})
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         h = self.hparams
         optimizer = build_optimizer(self.model, h.optimizer, h.lr, h.weight_decay, h.momentum, h.nesterov, h.betas)
         total, per_epoch = training_steps(self.trainer)

@@ -11,12 +11,13 @@ The defaults fit the embedded digits (10 classes, one channel, 28 x 28, small-in
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from dynsweep.models import DynamicSpec, build_model
@@ -68,13 +69,17 @@ class ClassificationTask(DynamicTask):
             raise ValueError(f"lr_decay must be 'cosine' or 'constant', got {lr_decay!r}")
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-        betas = [float(b) for b in betas]  # lists, not tuples: hparams.yaml stays plain YAML
+        # A list, not a tuple, under the argument's name (save_hyperparameters reads the local):
+        # hparams.yaml stays plain YAML.
+        betas = cast(Any, [float(b) for b in betas])
         self.save_hyperparameters()
         self.hparams.update(spec=spec, betas=betas)  # LightningCLI has Lightning save them as given
         self.decay = lr_decay
         self.model = build_model(model, spec, num_classes=num_classes, in_channels=in_channels, small_input=small_input)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-        metrics = {"acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro")}
+        metrics: dict[str, Metric | MetricCollection] = {
+            "acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        }
         if num_classes > 5:
             metrics["acc5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
         self.val_metrics = MetricCollection(metrics, prefix="val_")
@@ -97,7 +102,8 @@ class ClassificationTask(DynamicTask):
         logits = self.model(images)
         loss = self.criterion(logits, labels)
         self.log("train_loss", loss, prog_bar=True)
-        self.log("lr", self.optimizers().param_groups[0]["lr"], prog_bar=False)
+        optimizer = cast(LightningOptimizer, self.optimizers())  # configure_optimizers returns one
+        self.log("lr", optimizer.param_groups[0]["lr"], prog_bar=False)
         return loss
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], metrics: MetricCollection, prefix: str) -> None:

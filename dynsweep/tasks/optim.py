@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import nn
@@ -62,7 +62,7 @@ def build_optimizer(
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
+        return torch.optim.AdamW(groups, lr=lr, betas=cast("tuple[float, float]", tuple(betas)))  # may come as a list
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
 
 

@@ -12,11 +12,12 @@ The defaults fit the embedded digit canvases (11 classes, one channel, 64 x 64).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
 from torch.nn import functional as F
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
 from dynsweep.models import DynamicSpec, build_segmentation_model
@@ -69,14 +70,16 @@ class SegmentationTask(DynamicTask):
             raise ValueError(f"ignore_index {ignore_index} is a class index (num_classes={num_classes})")
         if optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
-        image_size = list(image_pair(image_size))  # lists, not tuples: hparams.yaml stays plain YAML
-        betas = [float(b) for b in betas]
+        # Lists, not tuples, under the arguments' names (save_hyperparameters reads these locals):
+        # hparams.yaml stays plain YAML.
+        image_size = cast(Any, list(image_pair(image_size)))
+        betas = cast(Any, [float(b) for b in betas])
         self.save_hyperparameters()
         self.hparams.update(spec=spec, betas=betas, image_size=image_size)  # LightningCLI: saved as given
         self.model = build_segmentation_model(
             model, spec, num_classes=num_classes, in_channels=in_channels, output_stride=output_stride
         )
-        metrics = {
+        metrics: dict[str, Metric | MetricCollection] = {
             "miou": MulticlassJaccardIndex(num_classes, average="macro", ignore_index=ignore_index),
             "pixel_acc": MulticlassAccuracy(num_classes, average="micro", ignore_index=ignore_index),
         }
@@ -99,7 +102,8 @@ class SegmentationTask(DynamicTask):
         images, masks = batch
         loss = pixel_cross_entropy(self.model(images), masks, self.hparams.ignore_index)
         self.log("train_loss", loss, prog_bar=True)
-        self.log("lr", self.optimizers().param_groups[0]["lr"])
+        optimizer = cast(LightningOptimizer, self.optimizers())  # configure_optimizers returns one
+        self.log("lr", optimizer.param_groups[0]["lr"])
         return loss
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], metrics: MetricCollection, prefix: str) -> None:
