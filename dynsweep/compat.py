@@ -92,6 +92,14 @@ def conv_base() -> type:
     return _ConvNd
 
 
+def global_module_hooks() -> tuple[dict[int, Any], dict[int, Any]]:
+    """torch's registries of forward and forward-pre hooks on every module
+    (``register_module_forward_hook``); mutated in place, so the dicts returned stay current."""
+    from torch.nn.modules import module
+
+    return module._global_forward_hooks, module._global_forward_pre_hooks
+
+
 def tensorboard_available() -> bool:
     """True when Lightning can write TensorBoard logs (tensorboard or tensorboardX installed)."""
     from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE, _TENSORBOARDX_AVAILABLE

@@ -60,6 +60,20 @@ def test_heartbeats_of_a_running_trial(tmp_path):
     assert study.trials[0].state == optuna.trial.TrialState.RUNNING
 
 
+def test_global_module_hooks_see_a_registered_hook():
+    forward, pre = compat.global_module_hooks()
+    handles = [
+        torch.nn.modules.module.register_module_forward_hook(lambda *args: None),
+        torch.nn.modules.module.register_module_forward_pre_hook(lambda *args: None),
+    ]
+    try:
+        assert len(forward) == 1 and len(pre) == 1
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert not forward and not pre
+
+
 def test_conv_base_and_tensorboard_flag():
     assert issubclass(torch.nn.Conv2d, compat.conv_base()) and not issubclass(torch.nn.Linear, compat.conv_base())
     assert isinstance(compat.tensorboard_available(), bool)

@@ -19,11 +19,11 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
+from dynsweep import compat
+
 COEFFICIENT_MODES = ("dynet", "condconv", "dyconv")
 
-# torch's registries of hooks on every module (mutated in place, so these names stay current).
-_GLOBAL_FORWARD_HOOKS = nn.modules.module._global_forward_hooks
-_GLOBAL_FORWARD_PRE_HOOKS = nn.modules.module._global_forward_pre_hooks
+_GLOBAL_FORWARD_HOOKS, _GLOBAL_FORWARD_PRE_HOOKS = compat.global_module_hooks()
 
 
 def autocast_disabled(device_type: str) -> contextlib.AbstractContextManager:
