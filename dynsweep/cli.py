@@ -188,7 +188,29 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-class EvaluateCommand(Command):
+class CheckpointCommand(Command):
+    """A command on one checkpoint written by ``dynsweep train`` or a sweep trial."""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("checkpoint", metavar="CKPT")
+        self.add_options(parser)
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        """The command's options after the checkpoint."""
+
+    @staticmethod
+    def load(args: argparse.Namespace) -> Any:
+        """The checkpoint's task; a missing file or another architecture is one CommandError line."""
+        from dynsweep.checkpoints import load_task
+        from dynsweep.tasks import CheckpointMismatchError
+
+        try:
+            return load_task(args.checkpoint)
+        except (CheckpointMismatchError, FileNotFoundError) as error:
+            raise CommandError(str(error)) from error
+
+
+class EvaluateCommand(CheckpointCommand):
     name = "evaluate"
     help = "validation metrics of a checkpoint on its data"
     description = (
@@ -196,8 +218,7 @@ class EvaluateCommand(Command):
         "(saved in the checkpoint by dynsweep train; the task's default data otherwise)."
     )
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("checkpoint", metavar="CKPT")
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "--data", action="append", default=[], metavar="KEY=VALUE", help="override a data module argument"
         )
@@ -209,15 +230,14 @@ class EvaluateCommand(Command):
         parser.add_argument("--json", action="store_true", help="print JSON")
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from dynsweep.checkpoints import evaluate, load_data, load_task
-        from dynsweep.tasks import CheckpointMismatchError
+        from dynsweep.checkpoints import evaluate, load_data
 
         limit = int(args.limit_batches) if args.limit_batches > 1 else args.limit_batches
+        task = self.load(args)
         try:
-            task = load_task(args.checkpoint)
             data = load_data(args.checkpoint, args.data_class, parse_overrides(args.data))
             metrics = evaluate(task, data, args.accelerator, limit)
-        except (CheckpointMismatchError, FileNotFoundError, ValueError) as error:
+        except (FileNotFoundError, ValueError) as error:
             if isinstance(error, DynsweepError):
                 raise
             raise CommandError(str(error)) from error
@@ -230,7 +250,7 @@ class EvaluateCommand(Command):
         return EXIT_OK
 
 
-class ExportCommand(Command):
+class ExportCommand(CheckpointCommand):
     name = "export"
     help = "export a checkpoint's fused inference graph to ONNX"
     description = (
@@ -238,8 +258,7 @@ class ExportCommand(Command):
         "torch.onnx.export(dynamo=True) and check the file against PyTorch with onnxruntime."
     )
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("checkpoint", metavar="CKPT")
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--onnx", required=True, metavar="FILE", help="the ONNX file to write")
         parser.add_argument("--batch-size", type=int, default=1, help="the exported batch size (default: 1)")
         parser.add_argument(
@@ -255,15 +274,11 @@ class ExportCommand(Command):
         )
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from dynsweep.checkpoints import export_onnx, load_task, onnx_difference
-        from dynsweep.tasks import CheckpointMismatchError
+        from dynsweep.checkpoints import export_onnx, onnx_difference
 
         if args.batch_size < 1:
             raise UsageError("--batch-size must be >= 1")
-        try:
-            task = load_task(args.checkpoint)
-        except (CheckpointMismatchError, FileNotFoundError) as error:
-            raise CommandError(str(error)) from error
+        task = self.load(args)
         try:
             example = export_onnx(task, args.onnx, args.batch_size, args.dynamic_batch)
         except Exception as error:

@@ -25,8 +25,20 @@ RESAMPLES = 2000
 NAN = float("nan")
 
 
+class _Bounded:
+    """An interval ``[low, high]`` that is NaN where the data cannot give one."""
+
+    low: float
+    high: float
+
+    @property
+    def known(self) -> bool:
+        """True when the interval exists (not NaN)."""
+        return not (math.isnan(self.low) or math.isnan(self.high))
+
+
 @dataclass(frozen=True)
-class Interval:
+class Interval(_Bounded):
     """A mean over ``n`` values with its spread and its confidence interval [low, high].
 
     ``std`` and the interval are NaN with fewer than two values: one training says nothing of
@@ -40,11 +52,6 @@ class Interval:
     n: int
     confidence: float = CONFIDENCE
 
-    @property
-    def known(self) -> bool:
-        """True when the interval exists (not NaN)."""
-        return not (math.isnan(self.low) or math.isnan(self.high))
-
     def overlaps(self, other: Interval) -> bool | None:
         """Whether the two intervals share a value; None when either has no interval.
 
@@ -56,7 +63,7 @@ class Interval:
 
 
 @dataclass(frozen=True)
-class Difference:
+class Difference(_Bounded):
     """``a`` against ``b``: each side's interval, the difference ``a - b`` with its interval and
     the two-sided p-value of "no difference"; NaN where the data cannot tell (one seed a side).
 
@@ -71,10 +78,6 @@ class Difference:
     p_value: float
     method: str
     confidence: float = CONFIDENCE
-
-    @property
-    def known(self) -> bool:
-        return not (math.isnan(self.low) or math.isnan(self.high))
 
 
 def finished(values: Iterable[float | None]) -> np.ndarray:

@@ -726,7 +726,7 @@ def test_hypervolume_over_epochs_trained_follows_completion_order(tmp_path, stop
     for suffix in ("png", "svg"):
         assert (tmp_path / f"hypervolume_compute.{suffix}").stat().st_size > 0
     assert not (tmp_path / "fronts_latency.png").exists()  # nothing measured
-    ax = analysis.plot_hypervolume_compute(frame, REFERENCE)
+    ax = analysis.plot_hypervolume(frame, REFERENCE, over="epochs")
     assert ax.get_lines()[0].get_xdata().tolist() == [1, 1, 5, 14, 16, 25, 43, 43]
     matplotlib.pyplot.close("all")
 

@@ -20,7 +20,6 @@ from dynsweep.analysis.figures import (
     plot_effects,
     plot_fronts,
     plot_hypervolume,
-    plot_hypervolume_compute,
     plot_latency_fronts,
 )
 from dynsweep.analysis.latency import has_latency, macs_latency_tau, macs_not_faster
@@ -71,7 +70,6 @@ __all__ = [
     "plot_effects",
     "plot_fronts",
     "plot_hypervolume",
-    "plot_hypervolume_compute",
     "plot_latency_fronts",
     "read_study",
     "reference_point",

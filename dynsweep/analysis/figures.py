@@ -152,30 +152,34 @@ def plot_hypervolume(
     reference_point: Mapping[str, float],
     objectives: Objectives | None = None,
     ax: Axes | None = None,
+    over: str = "trials",
 ) -> Axes:
-    """Hypervolume of the trials so far against the trial number, with the reference point named."""
-    history = hypervolume_history(frame, reference_point, objectives)
+    """Hypervolume of the trials so far, with the reference point named: ``over="trials"`` against
+    the trial number; ``over="epochs"`` against the epochs all trials had trained when each
+    finished (:func:`compute_history`: stopped trials' partial epochs included; stopped trials
+    marked)."""
+    if over not in ("trials", "epochs"):
+        raise ValueError(f"over: must be 'trials' or 'epochs', got {over!r}")
+    if over == "trials":
+        history = hypervolume_history(frame, reference_point, objectives)
+        x, xlabel = history["number"], "trial number"
+    else:
+        history = compute_history(frame, reference_point, objectives)
+        x, xlabel = history["cumulative_epochs"], "epochs trained by all trials, in the order they finished"
     ax = ax or plt.figure(figsize=(6, 3.5)).gca()
-    ax.step(history["number"], history["hypervolume"], where="post", label="hypervolume")
+    ax.step(x, history["hypervolume"], where="post", label="hypervolume")
+    if over == "epochs":
+        _mark_stopped(ax, frame, history)
     reference = ", ".join(f"{k}={v:g}" for k, v in reference_point.items())
-    ax.set_xlabel("trial number")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("hypervolume")
-    ax.set_title(f"hypervolume over trials (reference {reference})", fontsize=9)
+    ax.set_title(f"hypervolume over {'compute' if over == 'epochs' else 'trials'} (reference {reference})", fontsize=9)
     ax.grid(True, alpha=0.3)
     return ax
 
 
-def plot_hypervolume_compute(
-    frame: pd.DataFrame,
-    reference_point: Mapping[str, float],
-    objectives: Objectives | None = None,
-    ax: Axes | None = None,
-) -> Axes:
-    """Hypervolume of the trials finished so far against the epochs all of them had trained by then
-    (:func:`compute_history`: stopped trials' partial epochs included), stopped trials marked."""
-    history = compute_history(frame, reference_point, objectives)
-    ax = ax or plt.figure(figsize=(6, 3.5)).gca()
-    ax.step(history["cumulative_epochs"], history["hypervolume"], where="post", label="hypervolume")
+def _mark_stopped(ax: Axes, frame: pd.DataFrame, history: pd.DataFrame) -> None:
+    """Cross the steps of the trials that stopped early."""
     stopped = frame.loc[frame["stopped"].fillna(False).astype(bool), "number"] if "stopped" in frame.columns else []
     pruned = history[history["number"].isin(stopped)]
     if len(pruned):
@@ -188,12 +192,6 @@ def plot_hypervolume_compute(
             label="a trial stopped early",
         )
         ax.legend(fontsize=7)
-    reference = ", ".join(f"{k}={v:g}" for k, v in reference_point.items())
-    ax.set_xlabel("epochs trained by all trials, in the order they finished")
-    ax.set_ylabel("hypervolume")
-    ax.set_title(f"hypervolume over compute (reference {reference})", fontsize=9)
-    ax.grid(True, alpha=0.3)
-    return ax
 
 
 def plot_latency_fronts(

@@ -16,19 +16,13 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from dynsweep import stats
+from dynsweep.analysis import figures
 from dynsweep.analysis.compare import (
     any_repeated,
     compare,
     dynamic_against_static,
     neighbour_overlaps,
     seed_interval,
-)
-from dynsweep.analysis.figures import (
-    plot_effects,
-    plot_fronts,
-    plot_hypervolume,
-    plot_hypervolume_compute,
-    plot_latency_fronts,
 )
 from dynsweep.analysis.latency import LATENCY, has_latency, macs_latency_tau, macs_not_faster
 from dynsweep.analysis.pareto import (
@@ -114,11 +108,13 @@ def write_report(
         if figure is not None:
             plt.close(figure)
 
-    save(_figure(plot_fronts(frame)), "fronts")
-    save(_figure(plot_hypervolume(frame, reference)) if reference else None, "hypervolume")
-    save(_figure(plot_hypervolume_compute(frame, reference)) if reference else None, "hypervolume_compute")
-    save(plot_latency_fronts(frame) if reference and has_latency(frame) else None, "fronts_latency")
-    save(plot_effects(frame, importances=_importances(study, frame)) if reference else None, "effects")
+    save(_figure(figures.plot_fronts(frame)), "fronts")
+    save(_figure(figures.plot_hypervolume(frame, reference)) if reference else None, "hypervolume")
+    save(
+        _figure(figures.plot_hypervolume(frame, reference, over="epochs")) if reference else None, "hypervolume_compute"
+    )
+    save(figures.plot_latency_fronts(frame) if reference and has_latency(frame) else None, "fronts_latency")
+    save(figures.plot_effects(frame, importances=_importances(study, frame)) if reference else None, "effects")
     return written
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from dynsweep.analysis.pareto import AnalysisError, accuracy_objective, front_mask
 from dynsweep.models import DynamicSpec, get_model_entry, list_models
-from dynsweep.stats import mean_interval
+from dynsweep.stats import Interval, mean_interval
 from dynsweep.sweep.config import from_stored
 from dynsweep.sweep.record import StudyRecord, TrialRecord, store_reference_point
 from dynsweep.sweep.storage import StorageError, open_existing
@@ -171,14 +171,18 @@ def _row(
         seed=record.seed,
         seeds=seeds,
         seed_values=seed_values,
-        n_seeds=interval.n,
-        value_std=interval.std,
-        ci_low=interval.low,
-        ci_high=interval.high,
+        **_interval_columns(interval),
         dir=record.dir,
         curve=list(record.curve),
         epochs=len(record.curve),
-        **_compute(trial, records, names, accuracy, budgets),
+        **_compute(
+            trial,
+            record,
+            records.get(record.repeat_of) if record.repeat_of is not None else None,
+            names,
+            accuracy,
+            budgets.get(record.model, budgets.get(None)),
+        ),
         wall_seconds=record.wall_seconds,
         infeasible=record.infeasible,
         fail_reason=record.fail_reason,
@@ -189,6 +193,11 @@ def _row(
         completed=trial.datetime_complete,
     )
     return row
+
+
+def _interval_columns(interval: Interval) -> dict[str, Any]:
+    """A row's seed-noise columns: the number of seeds, their spread and the mean's interval."""
+    return {"n_seeds": interval.n, "value_std": interval.std, "ci_low": interval.low, "ci_high": interval.high}
 
 
 def _budgets(sweep_config: dict[str, Any] | None) -> dict[str | None, int | None]:
@@ -204,15 +213,16 @@ def _budgets(sweep_config: dict[str, Any] | None) -> dict[str | None, int | None
 
 def _compute(
     trial: optuna.trial.FrozenTrial,
-    records: dict[int, TrialRecord],
+    record: TrialRecord,
+    original: TrialRecord | None,
     names: list[str],
     accuracy: str | None,
-    budgets: dict[str | None, int | None],
+    budget: int | None,
 ) -> dict[str, Any]:
-    """The trial's :data:`COMPUTE_COLUMNS`."""
-    record = records[trial.number]
+    """The trial's :data:`COMPUTE_COLUMNS`; ``original``: the record of the trial it repeats, if any;
+    ``budget``: its architecture's max_epochs in the stored spec."""
     training = (record.child_params or {}).get("training") or {}
-    max_epochs = training.get("max_epochs", budgets.get(record.model, budgets.get(None)))
+    max_epochs = training.get("max_epochs", budget)
     stopped = trial.state.name == "PRUNED" and record.infeasible is None
     at = None
     if stopped:
@@ -226,9 +236,7 @@ def _compute(
             value = float(max(record.curve[:at]))
     return dict(
         max_epochs=max_epochs,
-        epochs_trained=epochs_trained(
-            record, records.get(record.repeat_of) if record.repeat_of is not None else None, max_epochs
-        ),
+        epochs_trained=epochs_trained(record, original, max_epochs),
         stopped=stopped,
         stopped_at_rung=record.stopped_at_rung if stopped else None,
         stopped_at_epoch=at if stopped else None,

@@ -88,6 +88,22 @@ class ModelBuilder:
         self.current_stride = 1
         self.dilation = 1
 
+    @classmethod
+    def inverted_residual(
+        cls, spec: DynamicSpec | None, arch: str, stages: Sequence[StageLayout], small_input: bool, output_stride: int
+    ) -> ModelBuilder:
+        """The MobileNets' builder: channels in multiples of 8, blocks with an expansion and a
+        depthwise convolution."""
+        return cls(
+            spec,
+            arch,
+            stages,
+            default_multiple=8,
+            fields=("expansion", "depthwise_group_width"),
+            small_input=small_input,
+            output_stride=output_stride,
+        )
+
     # -- the stage walk ---------------------------------------------------------------------
     def _step(self, stride: int) -> tuple[int, int]:
         """``(stride, dilation)`` of the next layer in the walk that asks for ``stride``."""

@@ -78,15 +78,8 @@ class MobileNetV2(Backbone):
         name: str = "mobilenet_v2",
     ) -> None:
         super().__init__()
-        build = ModelBuilder(
-            spec,
-            name,
-            [StageLayout(n, c, s) for _, c, n, s in table],
-            default_multiple=8,
-            fields=("expansion", "depthwise_group_width"),
-            small_input=small_input,
-            output_stride=output_stride,
-        )
+        layout = [StageLayout(n, c, s) for _, c, n, s in table]
+        build = ModelBuilder.inverted_residual(spec, name, layout, small_input, output_stride)
         self.spec, self.arch = build.spec, name
 
         stem = build.stem_conv(in_channels, STEM_CHANNELS, 3)

@@ -110,15 +110,8 @@ class MobileNetV3(Backbone):
         name: str = "mobilenet_v3",
     ) -> None:
         super().__init__()
-        build = ModelBuilder(
-            spec,
-            name,
-            [StageLayout(len(rows), rows[0].out, rows[0].stride) for rows in table],
-            default_multiple=8,
-            fields=("expansion", "depthwise_group_width"),
-            small_input=small_input,
-            output_stride=output_stride,
-        )
+        layout = [StageLayout(len(rows), rows[0].out, rows[0].stride) for rows in table]
+        build = ModelBuilder.inverted_residual(spec, name, layout, small_input, output_stride)
         self.spec, self.arch = build.spec, name
 
         stem = build.stem_conv(in_channels, stem_channels, 3)

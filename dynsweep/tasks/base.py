@@ -14,13 +14,14 @@ fitting starts.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import lightning as L
 import torch
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities import AttributeDict
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 
 import dynsweep
 from dynsweep import models
@@ -74,8 +75,13 @@ def _differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[s
 
 
 class DynamicTask(L.LightningModule):
-    """Base of the tasks: subclasses build ``self.model``, ``val_metrics`` and ``test_metrics`` and
-    define ``architecture``, ``decay`` and ``_evaluate``."""
+    """Base of the tasks: subclasses build ``self.model`` and their metrics (:meth:`_set_metrics`)
+    and define ``architecture_fields``, ``decay``, ``_loss`` and ``_evaluate``."""
+
+    task_name: str = ""
+    """The task's name in the architecture record (a subclass keeps its parent's checkpoints)."""
+    architecture_fields: tuple[str, ...] = ()
+    """The hyperparameters beyond model, spec, classes and channels that shape the weights."""
 
     decay: Literal["cosine", "poly", "constant"] = "cosine"  # the learning-rate decay after warm-up, see WarmupSchedule
     model: torch.nn.Module
@@ -92,7 +98,15 @@ class DynamicTask(L.LightningModule):
     @property
     def architecture(self) -> dict[str, Any]:
         """What the weights of this task belong to: compared on every checkpoint load."""
-        raise NotImplementedError
+        h = self.hparams
+        record = {
+            "task": self.task_name,
+            "model": h.model,
+            "spec": dict(h.spec),
+            "num_classes": h.num_classes,
+            "in_channels": h.in_channels,
+        }
+        return record | {name: h[name] for name in self.architecture_fields}
 
     @property
     def input_size(self) -> tuple[int, int, int]:
@@ -109,10 +123,31 @@ class DynamicTask(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    # ------------------------------------------------------------------ evaluation
+    # ------------------------------------------------------------------ training and evaluation
+    def _set_metrics(self, metrics: dict[str, Metric | MetricCollection]) -> None:
+        """The validation metrics (``val_*``) and an independent copy for testing (``test_*``)."""
+        self.val_metrics = MetricCollection(metrics, prefix="val_")
+        self.test_metrics = self.val_metrics.clone(prefix="test_")
+
+    def _loss(self, batch: Any) -> torch.Tensor:
+        """The training loss of one batch."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)
+        self.log("train_loss", loss, prog_bar=True)
+        optimizer = cast(LightningOptimizer, self.optimizers())  # configure_optimizers returns one
+        self.log("lr", optimizer.param_groups[0]["lr"], prog_bar=False)
+        return loss
+
     def _evaluate(self, batch: Any, metrics: MetricCollection, prefix: str) -> None:
         """Log ``{prefix}_loss`` and update ``metrics`` on one batch (the subclass's loss and metrics)."""
         raise NotImplementedError
+
+    def _log_evaluation(self, prefix: str, loss: torch.Tensor, metrics: MetricCollection) -> None:
+        """Epoch-level loss and metrics, synchronised over DDP ranks."""
+        self.log(f"{prefix}_loss", loss, on_epoch=True, sync_dist=True)
+        self.log_dict(metrics, on_epoch=True, prog_bar=prefix == "val")
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics, "val")

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any, Literal, cast
 
 import torch
-from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torchmetrics import Metric, MetricCollection
@@ -37,6 +36,9 @@ class ClassificationTask(DynamicTask):
     Loss: ``label_smoothing``. DY-CNN (``mode="dyconv"``): the softmax temperature falls from the
     spec's ``temperature`` to ``temperature_end`` over ``temperature_epochs`` (0: no annealing).
     """
+
+    task_name = "ClassificationTask"
+    architecture_fields = ("small_input",)
 
     def __init__(
         self,
@@ -82,36 +84,17 @@ class ClassificationTask(DynamicTask):
         }
         if num_classes > 5:
             metrics["acc5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
-        self.val_metrics = MetricCollection(metrics, prefix="val_")
-        self.test_metrics = self.val_metrics.clone(prefix="test_")
+        self._set_metrics(metrics)
 
-    @property
-    def architecture(self) -> dict[str, Any]:
-        h = self.hparams
-        return {
-            "task": "ClassificationTask",
-            "model": h.model,
-            "spec": dict(h.spec),
-            "num_classes": h.num_classes,
-            "in_channels": h.in_channels,
-            "small_input": h.small_input,
-        }
-
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def _loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         images, labels = batch
-        logits = self.model(images)
-        loss = self.criterion(logits, labels)
-        self.log("train_loss", loss, prog_bar=True)
-        optimizer = cast(LightningOptimizer, self.optimizers())  # configure_optimizers returns one
-        self.log("lr", optimizer.param_groups[0]["lr"], prog_bar=False)
-        return loss
+        return self.criterion(self.model(images), labels)
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], metrics: MetricCollection, prefix: str) -> None:
         images, labels = batch
         logits = self.model(images)
-        self.log(f"{prefix}_loss", F.cross_entropy(logits, labels), on_epoch=True, sync_dist=True)
         metrics.update(logits, labels)
-        self.log_dict(metrics, on_epoch=True, prog_bar=prefix == "val")
+        self._log_evaluation(prefix, F.cross_entropy(logits, labels), metrics)
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any, Literal, cast
 
-from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
 from torch.nn import functional as F
 from torchmetrics import Metric, MetricCollection
@@ -40,6 +39,9 @@ class SegmentationTask(DynamicTask):
     """
 
     decay = "poly"
+
+    task_name = "SegmentationTask"
+    architecture_fields = ("output_stride",)
 
     def __init__(
         self,
@@ -83,36 +85,17 @@ class SegmentationTask(DynamicTask):
             "miou": MulticlassJaccardIndex(num_classes, average="macro", ignore_index=ignore_index),
             "pixel_acc": MulticlassAccuracy(num_classes, average="micro", ignore_index=ignore_index),
         }
-        self.val_metrics = MetricCollection(metrics, prefix="val_")
-        self.test_metrics = self.val_metrics.clone(prefix="test_")
+        self._set_metrics(metrics)
 
-    @property
-    def architecture(self) -> dict[str, Any]:
-        h = self.hparams
-        return {
-            "task": "SegmentationTask",
-            "model": h.model,
-            "spec": dict(h.spec),
-            "num_classes": h.num_classes,
-            "in_channels": h.in_channels,
-            "output_stride": h.output_stride,
-        }
-
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def _loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         images, masks = batch
-        loss = pixel_cross_entropy(self.model(images), masks, self.hparams.ignore_index)
-        self.log("train_loss", loss, prog_bar=True)
-        optimizer = cast(LightningOptimizer, self.optimizers())  # configure_optimizers returns one
-        self.log("lr", optimizer.param_groups[0]["lr"])
-        return loss
+        return pixel_cross_entropy(self.model(images), masks, self.hparams.ignore_index)
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], metrics: MetricCollection, prefix: str) -> None:
         images, masks = batch
         logits = self.model(images)
-        loss = pixel_cross_entropy(logits, masks, self.hparams.ignore_index)
-        self.log(f"{prefix}_loss", loss, on_epoch=True, sync_dist=True)
         metrics.update(logits.argmax(1), masks)
-        self.log_dict(metrics, on_epoch=True, prog_bar=prefix == "val")
+        self._log_evaluation(prefix, pixel_cross_entropy(logits, masks, self.hparams.ignore_index), metrics)
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
