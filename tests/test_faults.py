@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from sweep_command import dynsweep
 from test_sweep import POSTGRES, ROOT, fresh_name, tiny_spec, write
 
-from dynsweep.sweep import TrialRecord
+from dynsweep.sweep import TrialRecord, moasha
 from dynsweep.sweep.record import retried_trial
 from dynsweep.sweep.storage import make_storage
 
@@ -216,3 +216,68 @@ def test_kill_9_mid_repeat_keeps_the_finished_seeds(tmp_path):
     assert (trial_dir / "seed_0" / "metrics.json").stat().st_mtime == finished  # seed 0 was not retrained
     assert f"seed {record.seeds[0]} finished before, kept" in done.stdout
     assert Path(kept.seed_dirs[1]).parent.name == "trial_0001" and kept.seed_values[1] is not None
+
+
+def moasha_spec(name: str, n_trials: int, batches: int) -> dict:
+    """Two-epoch trials with one rung, at epoch 1 (factor 2: the better half goes on)."""
+    spec = tiny_spec(
+        name,
+        budget={"n_trials": n_trials, "reuse_duplicates": False},
+        pruning={"algorithm": "moasha", "min_epochs": 1, "reduction_factor": 2},
+    )
+    spec["architectures"][0]["space"] = {"num_bases": [2, 4], "stages": [[], [3], [2, 3]], "reduction": [4, 8]}
+    spec["training"].update(max_epochs=2, limit_train_batches=batches)
+    return spec
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_two_workers_on_postgresql_share_the_rung_decisions(tmp_path):
+    """Every stored decision agrees with the rung values stored by both workers (audit), and a
+    trial goes past the rung only when it ranked in the better half of the trials there."""
+    pytest.importorskip("psycopg")
+    name = fresh_name()
+    path = write(tmp_path, moasha_spec(name, n_trials=6, batches=2))
+    done = dynsweep("run", str(path), "--storage", POSTGRES, "--workers", "2", cwd=tmp_path, timeout=500)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = optuna.load_study(study_name=name, storage=POSTGRES)
+    trials = [t for t in study.trials if TrialRecord.of(t).resampled is None]
+    assert len(trials) == 6 and "[worker]" in done.stdout  # both workers ran trials
+    assert moasha.audit(study, moasha.RungSchedule(1, 2)) == []
+    decisions = {t.number: TrialRecord.of(t).rungs["1"] for t in trials}
+    assert all(d["keep"] == (t.state == TrialState.COMPLETE) for t, d in zip(trials, decisions.values()))
+    stopped = [t for t in trials if t.state == TrialState.PRUNED]
+    assert stopped and all(TrialRecord.of(t).stopped_at_rung == 1 for t in stopped)
+    optuna.delete_study(study_name=name, storage=POSTGRES)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_kill_9_after_a_rung_keeps_its_decision(tmp_path):
+    """A worker killed after its trial passed the rung: the retried trial takes up the stored
+    decision instead of deciding again, and finishes."""
+    pytest.importorskip("psycopg")
+    name = fresh_name()
+    path = write(tmp_path, moasha_spec(name, n_trials=1, batches=30))
+    worker = start(tmp_path, "run", str(path), "--storage", POSTGRES)
+    storage = make_storage(POSTGRES)
+    deadline = time.time() + 300
+    decided = None
+    while decided is None and time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            trials = optuna.load_study(study_name=name, storage=storage).trials
+        except KeyError:  # the study is not created yet
+            continue
+        decided = TrialRecord.of(trials[0]).rungs.get("1") if trials else None
+    assert decided is not None and decided["keep"]  # the first trial at a rung goes on
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.communicate()
+    done = dynsweep("run", str(path), "--storage", POSTGRES, cwd=tmp_path, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    killed, retry = optuna.load_study(study_name=name, storage=storage).trials
+    assert killed.state == TrialState.FAIL and retry.state == TrialState.COMPLETE
+    assert retried_trial(retry) == killed.number
+    assert TrialRecord.of(retry).rungs["1"] == decided  # taken up, not decided again
+    assert len(TrialRecord.of(retry).curve) == 2
+    optuna.delete_study(study_name=name, storage=POSTGRES)
