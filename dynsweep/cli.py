@@ -448,10 +448,11 @@ class SweepStatus(SweepCommand):
         add_study_location(parser, spec=True)
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from dynsweep.analysis.report import status_text
         from dynsweep.sweep import load_study
 
         study, config = load_study(*study_location(args))
+        from dynsweep.analysis.report import status_text  # after the study opened: torch is slow to import
+
         print(status_text(study, config))
         return EXIT_OK
 

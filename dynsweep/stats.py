@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 CONFIDENCE = 0.95
 """The confidence level of every interval dynsweep reports."""
@@ -96,6 +95,8 @@ def mean_interval(values: Iterable[float | None], confidence: float = CONFIDENCE
     if n == 1:
         return Interval(mean, NAN, NAN, NAN, 1, confidence)
     std = float(data.std(ddof=1))
+    from scipy import stats as scipy_stats  # here: SciPy's import costs every sweep process a second
+
     half = float(scipy_stats.t.ppf((1 + confidence) / 2, n - 1)) * std / math.sqrt(n)
     return Interval(mean, std, mean - half, mean + half, n, confidence)
 
@@ -114,6 +115,8 @@ def compare_means(
     Pairing removes what one seed does to both sides (the same data order and augmentation);
     without the same seeds there is nothing to pair. Fewer than two values on a side: NaN.
     """
+    from scipy import stats as scipy_stats
+
     interval_a, interval_b = mean_interval(a, confidence), mean_interval(b, confidence)
     estimate = interval_a.mean - interval_b.mean
     paired = _paired(a, b, seeds_a, seeds_b)
