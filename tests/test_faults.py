@@ -173,7 +173,7 @@ def test_kill_9_of_sweep_run_stops_its_spawned_workers(tmp_path):
         "--workers",
         "2",
     )
-    wait_for(tmp_path / "runs" / name / "trial_0001" / "params.json")
+    wait_for(tmp_path / "runs" / name / "trial_0001" / "params.json", timeout=300)  # a loaded machine starts slowly
     spawned = [
         int(p)
         for p in subprocess.run(["pgrep", "-f", f"sweep worker.*{name}"], capture_output=True, text=True).stdout.split()
@@ -232,9 +232,10 @@ def moasha_spec(name: str, n_trials: int, batches: int) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_two_workers_on_postgresql_share_the_rung_decisions(tmp_path):
-    """Every stored decision agrees with the rung values stored by both workers (audit), and a
-    trial goes past the rung only when it ranked in the better half of the trials there."""
+def test_two_workers_on_postgresql_finish_one_study_and_share_the_rung_decisions(tmp_path):
+    """Two workers on one PostgreSQL study: every trial finishes once, on a point of its own, and
+    every stored rung decision agrees with the rung values both workers stored (audit); a trial
+    goes past the rung only when it ranked in the better half of the trials there."""
     pytest.importorskip("psycopg")
     name = fresh_name()
     path = write(tmp_path, moasha_spec(name, n_trials=6, batches=2))
@@ -242,7 +243,10 @@ def test_two_workers_on_postgresql_share_the_rung_decisions(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     study = optuna.load_study(study_name=name, storage=POSTGRES)
     trials = [t for t in study.trials if TrialRecord.of(t).resampled is None]
-    assert len(trials) == 6 and "[worker]" in done.stdout  # both workers ran trials
+    assert len(trials) == 6 and "[worker]" in done.stdout  # both workers ran trials; none over budget
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)  # none lost
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 6  # six points, none twice
+    assert len({TrialRecord.of(t).dir for t in trials}) == 6
     assert moasha.audit(study, moasha.RungSchedule(1, 2)) == []
     decisions = {t.number: TrialRecord.of(t).rungs["1"] for t in trials}
     assert all(d["keep"] == (t.state == TrialState.COMPLETE) for t, d in zip(trials, decisions.values()))

@@ -329,25 +329,6 @@ def test_what_cannot_work_is_refused_before_the_first_trial(tmp_path, architectu
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(360)
-def test_two_workers_on_postgresql_finish_one_study(tmp_path):
-    pytest.importorskip("psycopg")
-    name = fresh_name()
-    # Every trial trains a point of its own (a 4-point space, 4 trials): each has a directory of its own.
-    path = write(tmp_path, tiny_spec(name, budget={"n_trials": 4, "reuse_duplicates": False}))
-    done = dynsweep("run", str(path), "--storage", POSTGRES, "--workers", "2", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    study = optuna.load_study(study_name=name, storage=POSTGRES)
-    complete = study.get_trials(states=[TrialState.COMPLETE])
-    counted = [t for t in study.trials if TrialRecord.of(t).resampled is None]  # not proposals made anew
-    assert len(complete) == 4 and len(counted) == 4  # none lost, none duplicated, none over budget
-    assert len({TrialRecord.of(t).dir for t in complete}) == 4
-    assert len({json.dumps(t.params, sort_keys=True) for t in complete}) == 4  # four points, none twice
-    assert "[worker]" in done.stdout  # the second worker ran trials too
-    optuna.delete_study(study_name=name, storage=POSTGRES)
-
-
-@pytest.mark.slow
 @pytest.mark.timeout(480)
 def test_kill_9_of_a_worker_then_run_again_completes(tmp_path):
     pytest.importorskip("psycopg")
