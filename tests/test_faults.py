@@ -232,14 +232,15 @@ def moasha_spec(name: str, n_trials: int, batches: int) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_two_workers_on_postgresql_finish_one_study_and_share_the_rung_decisions(tmp_path):
-    """Two workers on one PostgreSQL study: every trial finishes once, on a point of its own, and
-    every stored rung decision agrees with the rung values both workers stored (audit); a trial
-    goes past the rung only when it ranked in the better half of the trials there."""
+def test_two_device_groups_on_postgresql_finish_one_study_and_share_the_rung_decisions(tmp_path):
+    """Two workers (``--devices 0,1``) on one PostgreSQL study: each pinned to its device, every
+    trial finishes once, on a point of its own, and every stored rung decision agrees with the
+    rung values both workers stored (audit); a trial goes past the rung only when it ranked in
+    the better half of the trials there."""
     pytest.importorskip("psycopg")
     name = fresh_name()
     path = write(tmp_path, moasha_spec(name, n_trials=6, batches=2))
-    done = dynsweep("run", str(path), "--storage", POSTGRES, "--workers", "2", cwd=tmp_path, timeout=500)
+    done = dynsweep("run", str(path), "--storage", POSTGRES, "--devices", "0,1", cwd=tmp_path, timeout=500)
     assert done.returncode == 0, done.stderr[-3000:]
     study = optuna.load_study(study_name=name, storage=POSTGRES)
     trials = [t for t in study.trials if TrialRecord.of(t).resampled is None]
@@ -248,6 +249,12 @@ def test_two_workers_on_postgresql_finish_one_study_and_share_the_rung_decisions
     assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 6  # six points, none twice
     assert len({TrialRecord.of(t).dir for t in trials}) == 6
     assert moasha.audit(study, moasha.RungSchedule(1, 2)) == []
+    # --devices 0,1 with the CPU accelerator: one worker per device, each trial's processes see its group
+    devices = {TrialRecord.of(t).worker: TrialRecord.of(t).devices for t in trials}
+    assert sorted(map(tuple, devices.values())) == [("0",), ("1",)]  # two workers, never one device shared
+    for t in trials:
+        seen = (Path(TrialRecord.of(t).dir) / "child.log").read_text()
+        assert f"CUDA_VISIBLE_DEVICES={TrialRecord.of(t).devices[0]}" in seen
     decisions = {t.number: TrialRecord.of(t).rungs["1"] for t in trials}
     assert all(d["keep"] == (t.state == TrialState.COMPLETE) for t, d in zip(trials, decisions.values()))
     stopped = [t for t in trials if t.state == TrialState.PRUNED]

@@ -593,26 +593,10 @@ def test_repeated_seeds_and_front_repeats(tmp_path):
     assert "1/1 trials done" in dynsweep("status", "--storage", url, "--study", "seeds", cwd=tmp_path).stdout
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(480)
-def test_devices_pin_one_group_per_worker(tmp_path):
-    """``--devices 0,1`` with the CPU accelerator: two workers, each trial's processes see the
-    group of the worker that ran it, and two workers never share one."""
-    url = f"journal:{tmp_path / 'pinned.log'}"
+def test_devices_that_do_not_divide_into_groups_are_a_usage_error(tmp_path):
+    """Device pinning itself is tested with two workers on PostgreSQL (test_faults)."""
     spec = tiny_spec("pinned", budget={"n_trials": 4})
-    done = dynsweep("run", str(write(tmp_path, spec)), "--storage", url, "--devices", "0,1", cwd=tmp_path, timeout=450)
-    assert done.returncode == 0, done.stderr[-3000:]
-    trials = [
-        t
-        for t in optuna.load_study(study_name="pinned", storage=make_storage(url)).trials
-        if TrialRecord.of(t).resampled is None
-    ]
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
-    devices = {TrialRecord.of(t).worker: TrialRecord.of(t).devices for t in trials}
-    assert sorted(map(tuple, devices.values())) == [("0",), ("1",)]  # two workers, one device each
-    for t in trials:
-        seen = (Path(TrialRecord.of(t).dir) / "child.log").read_text()
-        assert f"CUDA_VISIBLE_DEVICES={TrialRecord.of(t).devices[0]}" in seen
+    url = f"journal:{tmp_path / 'pinned.log'}"
     refused = dynsweep(
         "run",
         str(write(tmp_path, spec)),
