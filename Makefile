@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install lint test bench bench-search sweep clean
+.PHONY: install lint test bench bench-search sweep claims clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,20 @@ SWEEP_WHERE = $(if $(SWEEP_STORAGE),--storage $(SWEEP_STORAGE))
 sweep: $(STAMP)
 	$(BIN)/dynsweep sweep run $(SWEEP_SPEC) --no-table $(SWEEP_WHERE) $(SWEEP_ARGS)
 	$(BIN)/dynsweep sweep pareto $(SWEEP_SPEC) $(SWEEP_WHERE)
+
+# The two claims (docs/claims.md): the six warm starts, 5 seeds each, on generated glyphs and on the
+# data-poor digits, then each study's Pareto report with Dy against Fix and Dy against the baseline.
+# `make -j2 claims` runs the two sweeps side by side; CLAIMS_RUNS sets where they write.
+CLAIMS_SPECS ?= sweeps/claims_glyphs.yaml sweeps/claims_digits.yaml
+CLAIMS_RUNS ?= runs
+CLAIMS_COMPARE ?= --compare dy fix --compare dy baseline
+
+claims-run-%: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/dynsweep sweep run sweeps/claims_$*.yaml --runs-dir $(CLAIMS_RUNS) --no-table
+
+claims: $(patsubst sweeps/claims_%.yaml,claims-run-%,$(CLAIMS_SPECS))
+	for spec in $(CLAIMS_SPECS); do \
+		$(BIN)/dynsweep sweep pareto $$spec --runs-dir $(CLAIMS_RUNS) $(CLAIMS_COMPARE) || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info
