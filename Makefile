@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install lint test bench bench-search sweep claims clean
+.PHONY: install lint test bench bench-search sweep claims claims-ablation claims-report clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,13 @@ claims-run-%: $(STAMP)
 claims: $(patsubst sweeps/claims_%.yaml,claims-run-%,$(CLAIMS_SPECS))
 	for spec in $(CLAIMS_SPECS); do \
 		$(BIN)/dynsweep sweep pareto $$spec --runs-dir $(CLAIMS_RUNS) $(CLAIMS_COMPARE) || exit 1; done
+
+# One factor at a time on Dy-ResNet18 (docs/claims.md): the learning rate and the predictor's width.
+claims-ablation: claims-run-ablation_lr claims-run-ablation_reduction
+
+# The tables of docs/claims.md: points, the two claims and the ablations, from the studies in CLAIMS_RUNS.
+claims-report: $(STAMP)
+	$(BIN)/python -m benchmarks.claims_report --runs-dir $(CLAIMS_RUNS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
