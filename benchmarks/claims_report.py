@@ -1,6 +1,6 @@
 """The numbers of docs/claims.md from the claims studies: per point its mean accuracy over seeds
 with the 95% interval, MACs, the ratio to its baseline's MACs, the mean last-epoch accuracy and the
-mean gain over the last three epochs (is it still learning?); the two claims as non-inferiority
+mean gain over the last three epochs (the last minus the first of them: is it still learning?); the two claims as non-inferiority
 readings; and each ablation's Dy-ResNet18 against the main study's (Welch's t).
 
     python -m benchmarks.claims_report [--runs-dir runs] [--ablation-of claims_glyphs]
@@ -39,9 +39,9 @@ def points(runs: Path, study: str) -> pd.DataFrame:
     rows = []
     for _, row in frame.iterrows():
         interval = stats.mean_interval(row["seed_values"])
-        curves = [c for c in seed_curves(row) if len(c) >= 4]
+        curves = [c for c in seed_curves(row) if len(c) >= 3]
         last = [c[-1] for c in curves]
-        gain = [c[-1] - c[-4] for c in curves]
+        gain = [c[-1] - c[-3] for c in curves]
         rows.append(
             {
                 "study": study,
@@ -59,6 +59,8 @@ def points(runs: Path, study: str) -> pd.DataFrame:
             }
         )
     table = pd.DataFrame(rows)
+    if table.empty:
+        return table
     base = table[table["kind"] == "baseline"].set_index("arch")["MMACs"]
     table["macs_ratio"] = table["MMACs"] / table["arch"].map(base)
     return table
@@ -139,7 +141,8 @@ def main() -> None:
     tables = [points(args.runs_dir, s) for s in STUDIES if (args.runs_dir / f"{s}.db").exists()]
     table = pd.concat(tables, ignore_index=True)
     shown = table.drop(columns="seed_values")
-    print("## Points (accuracy: best epoch per seed, as the sweep records it; gain_last3: last minus 3 epochs before)")
+    print("## Points (acc: best epoch per seed, as the sweep records it; gain_last3: the last epoch minus the")
+    print("first of the last three)")
     print(shown.to_markdown(index=False, floatfmt=".4f"))
     print("\n## Claims (Welch's t on the seeds; reading against 0 for Dy > Fix, against -0.01 for the second)")
     print(claims(table).to_markdown(index=False, floatfmt=".4f"))

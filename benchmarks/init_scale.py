@@ -7,19 +7,25 @@ change after one plain SGD step on the same batch (the effective learning rate u
 scale invariance), the mean and the spread over samples of the coefficients, and the predictor's
 hidden width. Prints one table per preset and the medians of the Dy / Fix ratios.
 
+With ``--trained STUDY_DIR`` it also reads the trained Dy checkpoints of a claims study (no
+training) and prints how far their coefficients spread over validation images.
+
     python -m benchmarks.init_scale [--width-resnet 0.125] [--width-mobile 0.25] [--seeds 3]
+        [--trained runs/claims_glyphs]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import nn
 
-from dynsweep.data import GlyphsDataModule
+from dynsweep.data import EmbeddedDigits, Glyphs, GlyphsDataModule
 from dynsweep.nn import CoefficientPredictor, DynamicConv2d
 from dynsweep.tasks.recipe import make_task
 
@@ -136,15 +142,69 @@ def compare(dy: str, fix: str, arch: str, width: float, seeds: int, lr: float) -
     return table
 
 
+def coefficient_spread(model: nn.Module, images: torch.Tensor) -> pd.DataFrame:
+    """Per dynamic layer: the coefficients' mean and their std over samples (mean over channels
+    and bases), in eval mode on ``images``."""
+    model.eval()
+    rows = []
+
+    def record(module: nn.Module, args: tuple, output: torch.Tensor, name: str) -> None:
+        eta = args[1] if len(args) > 1 and args[1] is not None else module.coefficients(args[0])
+        rows.append({"layer": name, "eta_mean": eta.mean().item(), "eta_spread": eta.std(0).mean().item()})
+
+    handles = [
+        m.register_forward_hook(lambda mod, a, o, n=n: record(mod, a, o, n))
+        for n, m in model.named_modules()
+        if isinstance(m, DynamicConv2d)
+    ]
+    with torch.no_grad():
+        model(images)
+    for h in handles:
+        h.remove()
+    return pd.DataFrame(rows)
+
+
+def trained_spread(study_dir: Path) -> None:
+    """The coefficient spread of every trained Dy seed of a claims study (its best checkpoints)."""
+    from dynsweep.checkpoints import load_task
+
+    if "digits" in study_dir.name:
+        images = EmbeddedDigits("val", augment=False).images
+    else:
+        images = Glyphs("val", train_per_class=100, val_per_class=50).images
+    for params in sorted(study_dir.glob("trial_*/params.json")):
+        preset = json.loads(params.read_text()).get("preset") or ""
+        if not preset.startswith("dy_"):
+            continue
+        spreads, means = [], []
+        for checkpoint in sorted(params.parent.glob("seed_*/checkpoints/best-*.ckpt")):
+            model = load_task(checkpoint).model
+            table = coefficient_spread(model, images)
+            spreads.append(table["eta_spread"].median())
+            means.append(table["eta_mean"].median())
+        if spreads:
+            print(
+                f"{study_dir.name} {preset}: trained, {len(spreads)} seeds: median over layers of the "
+                f"coefficients' spread over images {statistics.mean(spreads):.3f} (mean over seeds), "
+                f"of their mean {statistics.mean(means):.3f}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width-resnet", type=float, default=0.125)
     parser.add_argument("--width-mobile", type=float, default=0.25)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--trained", type=Path, nargs="*", default=[], help="claims study directories")
+    parser.add_argument("--no-init", action="store_true", help="only the trained checkpoints")
     args = parser.parse_args()
     torch.set_num_threads(1)
     pd.set_option("display.width", 200, "display.max_rows", 100, "display.precision", 3)
+    for study_dir in args.trained:
+        trained_spread(study_dir)
+    if args.no_init:
+        return
     for (dy, fix, arch), width in zip(PAIRS, (args.width_resnet, args.width_mobile)):
         table = compare(dy, fix, arch, width, args.seeds, args.lr)
         data = GlyphsDataModule(train_per_class=1, val_per_class=1)
