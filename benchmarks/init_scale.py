@@ -8,7 +8,8 @@ scale invariance), the mean and the spread over samples of the coefficients, and
 hidden width. Prints one table per preset and the medians of the Dy / Fix ratios.
 
 With ``--trained STUDY_DIR`` it also reads the trained Dy checkpoints of a claims study (no
-training) and prints how far their coefficients spread over validation images.
+training) and prints how far their coefficients spread over validation images, how many
+predictors give the same coefficients for every image, and how many hidden units are dead.
 
     python -m benchmarks.init_scale [--width-resnet 0.125] [--width-mobile 0.25] [--seeds 3]
         [--trained runs/claims_glyphs]
@@ -142,30 +143,42 @@ def compare(dy: str, fix: str, arch: str, width: float, seeds: int, lr: float) -
     return table
 
 
-def coefficient_spread(model: nn.Module, images: torch.Tensor) -> pd.DataFrame:
-    """Per dynamic layer: the coefficients' mean and their std over samples (mean over channels
-    and bases), in eval mode on ``images``."""
+def predictor_activity(model: nn.Module, images: torch.Tensor) -> dict[str, float]:
+    """In eval mode on ``images``: the coefficients' mean and std over images (median over the
+    predictors), the predictors whose coefficients do not vary at all over the images, and the
+    hidden ReLU units that are zero on every image (dead: they pass no gradient)."""
     model.eval()
-    rows = []
-
-    def record(module: nn.Module, args: tuple, output: torch.Tensor, name: str) -> None:
-        eta = args[1] if len(args) > 1 and args[1] is not None else module.coefficients(args[0])
-        rows.append({"layer": name, "eta_mean": eta.mean().item(), "eta_spread": eta.std(0).mean().item()})
-
-    handles = [
-        m.register_forward_hook(lambda mod, a, o, n=n: record(mod, a, o, n))
-        for n, m in model.named_modules()
-        if isinstance(m, DynamicConv2d)
-    ]
+    hidden: dict[str, torch.Tensor] = {}
+    coefficients: dict[str, torch.Tensor] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if isinstance(module, CoefficientPredictor):
+            if isinstance(module.fc, nn.Sequential):
+                handles.append(
+                    module.fc[1].register_forward_hook(lambda m, a, o, n=name: hidden.update({n: o.clone()}))
+                )
+            handles.append(
+                module.register_forward_hook(
+                    lambda m, a, o, n=name: coefficients.update({n: torch.cat([t.flatten(1) for t in o], 1)})
+                )
+            )
     with torch.no_grad():
         model(images)
     for h in handles:
         h.remove()
-    return pd.DataFrame(rows)
+    spreads = [eta.std(0).mean().item() for eta in coefficients.values()]
+    return {
+        "eta_mean": statistics.median(eta.mean().item() for eta in coefficients.values()),
+        "eta_spread": statistics.median(spreads),
+        "constant_predictors": sum(s < 1e-4 for s in spreads),
+        "predictors": len(spreads),
+        "dead_units": sum(int((h.amax(0) <= 0).sum()) for h in hidden.values()),
+        "hidden_units": sum(h.shape[1] for h in hidden.values()),
+    }
 
 
-def trained_spread(study_dir: Path) -> None:
-    """The coefficient spread of every trained Dy seed of a claims study (its best checkpoints)."""
+def trained_activity(study_dir: Path) -> None:
+    """:func:`predictor_activity` of every trained Dy seed of a claims study (best checkpoints)."""
     from dynsweep.checkpoints import load_task
 
     if "digits" in study_dir.name:
@@ -176,17 +189,16 @@ def trained_spread(study_dir: Path) -> None:
         preset = json.loads(params.read_text()).get("preset") or ""
         if not preset.startswith("dy_"):
             continue
-        spreads, means = [], []
-        for checkpoint in sorted(params.parent.glob("seed_*/checkpoints/best-*.ckpt")):
-            model = load_task(checkpoint).model
-            table = coefficient_spread(model, images)
-            spreads.append(table["eta_spread"].median())
-            means.append(table["eta_mean"].median())
-        if spreads:
+        rows = [
+            predictor_activity(load_task(checkpoint).model, images)
+            for checkpoint in sorted(params.parent.glob("seed_*/checkpoints/best-*.ckpt"))
+        ]
+        if rows:
+            mean = pd.DataFrame(rows).mean()
             print(
-                f"{study_dir.name} {preset}: trained, {len(spreads)} seeds: median over layers of the "
-                f"coefficients' spread over images {statistics.mean(spreads):.3f} (mean over seeds), "
-                f"of their mean {statistics.mean(means):.3f}"
+                f"{study_dir.name} {preset}, {len(rows)} trained seeds (means): coefficients {mean.eta_mean:.3f}, "
+                f"spread over images {mean.eta_spread:.4f}; constant over images: {mean.constant_predictors:.1f} "
+                f"of {mean.predictors:.0f} predictors; dead hidden units {mean.dead_units:.1f} of {mean.hidden_units:.0f}"
             )
 
 
@@ -202,7 +214,7 @@ def main() -> None:
     torch.set_num_threads(1)
     pd.set_option("display.width", 200, "display.max_rows", 100, "display.precision", 3)
     for study_dir in args.trained:
-        trained_spread(study_dir)
+        trained_activity(study_dir)
     if args.no_init:
         return
     for (dy, fix, arch), width in zip(PAIRS, (args.width_resnet, args.width_mobile)):
@@ -214,6 +226,11 @@ def main() -> None:
         medians = {c: statistics.median(table[c]) for c in table.columns}
         print("medians:", ", ".join(f"{k} {v:.3g}" for k, v in medians.items()))
         print(f"predictor hidden widths: {widths}")
+        images = Glyphs("val", train_per_class=100, val_per_class=50).images
+        activity = pd.DataFrame(
+            [predictor_activity(build(dy, arch, width, data, s), images) for s in range(args.seeds)]
+        )
+        print("at init (mean over seeds):", ", ".join(f"{k} {v:.4g}" for k, v in activity.mean().items()))
 
 
 if __name__ == "__main__":
