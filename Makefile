@@ -74,8 +74,9 @@ claims: $(patsubst sweeps/claims_%.yaml,claims-run-%,$(CLAIMS_SPECS))
 	for spec in $(CLAIMS_SPECS); do \
 		$(BIN)/dynsweep sweep pareto $$spec --runs-dir $(CLAIMS_RUNS) $(CLAIMS_COMPARE) || exit 1; done
 
-# One factor at a time on Dy-ResNet18 (docs/claims.md): the learning rate and the predictor's width.
-claims-ablation: claims-run-ablation_lr claims-run-ablation_reduction
+# One factor at a time (docs/claims.md): Dy-ResNet18's learning rate and predictor width, Dy-mobile's
+# learning rate.
+claims-ablation: claims-run-ablation_lr claims-run-ablation_reduction claims-run-ablation_mobile_lr
 
 # The tables of docs/claims.md: points, the two claims and the ablations, from the studies in CLAIMS_RUNS.
 claims-report: $(STAMP)

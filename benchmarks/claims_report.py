@@ -18,7 +18,7 @@ from dynsweep import stats
 from dynsweep.analysis.study import load
 
 STUDIES = ("claims_glyphs", "claims_digits")
-ABLATIONS = ("claims_ablation_lr", "claims_ablation_reduction")
+ABLATIONS = ("claims_ablation_lr", "claims_ablation_reduction", "claims_ablation_mobile_lr")
 MARGIN = 0.01
 """The second claim's margin: one point of top-1 accuracy."""
 
@@ -104,11 +104,9 @@ def claims(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def ablations(runs: Path, reference: pd.DataFrame) -> pd.DataFrame:
-    """Each ablation study's Dy-ResNet18 minus the reference study's (Welch's t: different seeds)."""
+    """Each ablation study's point minus the reference study's point of the same preset (Welch's t:
+    different seeds)."""
     rows = []
-    ref = reference[(reference["label"] == "dy_resnet18")]
-    if ref.empty:
-        return pd.DataFrame()
     for study in ABLATIONS:
         if not (runs / f"{study}.db").exists():
             continue
@@ -116,10 +114,14 @@ def ablations(runs: Path, reference: pd.DataFrame) -> pd.DataFrame:
         if table.empty:
             continue
         row = table.iloc[0]
+        ref = reference[reference["label"] == row["label"]]
+        if ref.empty:
+            continue
         d = stats.compare_means(row["seed_values"], ref.iloc[0]["seed_values"])
         rows.append(
             {
                 "ablation": study,
+                "preset": row["label"],
                 "acc": row["acc"],
                 "n": row["n"],
                 "reference_acc": ref.iloc[0]["acc"],
@@ -148,7 +150,7 @@ def main() -> None:
     print(claims(table).to_markdown(index=False, floatfmt=".4f"))
     found = ablations(args.runs_dir, table[table["study"] == args.ablation_of])
     if not found.empty:
-        print(f"\n## Ablations (Dy-ResNet18 minus {args.ablation_of}'s, Welch's t)")
+        print(f"\n## Ablations (the preset minus its point in {args.ablation_of}, Welch's t)")
         print(found.to_markdown(index=False, floatfmt=".4f"))
 
 
