@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -n auto
 BENCH_ARGS ?=
 
-.PHONY: install lint test bench bench-search sweep clean
+.PHONY: install lint test bench bench-search sweep claims claims-ablation claims-report clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,28 @@ SWEEP_WHERE = $(if $(SWEEP_STORAGE),--storage $(SWEEP_STORAGE))
 sweep: $(STAMP)
 	$(BIN)/dynsweep sweep run $(SWEEP_SPEC) --no-table $(SWEEP_WHERE) $(SWEEP_ARGS)
 	$(BIN)/dynsweep sweep pareto $(SWEEP_SPEC) $(SWEEP_WHERE)
+
+# The two claims (docs/claims.md): the six warm starts, 5 seeds each, on generated glyphs and on the
+# data-poor digits, then each study's Pareto report with Dy against Fix and Dy against the baseline.
+# `make -j2 claims` runs the two sweeps side by side; CLAIMS_RUNS sets where they write.
+CLAIMS_SPECS ?= sweeps/claims_glyphs.yaml sweeps/claims_digits.yaml
+CLAIMS_RUNS ?= runs
+CLAIMS_COMPARE ?= --compare dy fix --compare dy baseline
+
+claims-run-%: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/dynsweep sweep run sweeps/claims_$*.yaml --runs-dir $(CLAIMS_RUNS) --no-table
+
+claims: $(patsubst sweeps/claims_%.yaml,claims-run-%,$(CLAIMS_SPECS))
+	for spec in $(CLAIMS_SPECS); do \
+		$(BIN)/dynsweep sweep pareto $$spec --runs-dir $(CLAIMS_RUNS) $(CLAIMS_COMPARE) || exit 1; done
+
+# One factor at a time (docs/claims.md): Dy-ResNet18's learning rate and predictor width, Dy-mobile's
+# learning rate.
+claims-ablation: claims-run-ablation_lr claims-run-ablation_reduction claims-run-ablation_mobile_lr
+
+# The tables of docs/claims.md: points, the two claims and the ablations, from the studies in CLAIMS_RUNS.
+claims-report: $(STAMP)
+	$(BIN)/python -m benchmarks.claims_report --runs-dir $(CLAIMS_RUNS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,7 +1,8 @@
-"""Data: the embedded digits (no download), CIFAR, ImageNet-style folders, and segmentation sets.
+"""Data: the embedded digits and generated glyphs (no download), CIFAR, ImageNet-style folders,
+and segmentation sets.
 
-One module per source (``embedded``, ``cifar``, ``imagefolder``, ``segmentation``), each giving
-torch Datasets; ``datamodules`` wraps them as LightningDataModules. This package imports
+One module per source (``embedded``, ``glyphs``, ``cifar``, ``imagefolder``, ``segmentation``),
+each giving torch Datasets; ``datamodules`` wraps them as LightningDataModules. This package imports
 nothing from :mod:`dynsweep.tasks` or :mod:`dynsweep.models`.
 
 >>> from dynsweep.data import EmbeddedDigitsDataModule
@@ -13,11 +14,13 @@ from dynsweep.data.datamodules import (
     CityscapesDataModule,
     DigitCanvasDataModule,
     EmbeddedDigitsDataModule,
+    GlyphsDataModule,
     ImageFolderDataModule,
     VOCDataModule,
 )
 from dynsweep.data.embedded import EmbeddedDigits, load_digits
 from dynsweep.data.errors import DatasetFormatError, DatasetNotFoundError
+from dynsweep.data.glyphs import Glyphs
 from dynsweep.data.segmentation import DigitCanvases, SegmentationTransform
 
 __all__ = [
@@ -29,6 +32,8 @@ __all__ = [
     "DigitCanvases",
     "EmbeddedDigits",
     "EmbeddedDigitsDataModule",
+    "Glyphs",
+    "GlyphsDataModule",
     "ImageFolderDataModule",
     "SegmentationTransform",
     "VOCDataModule",
