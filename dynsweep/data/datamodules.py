@@ -296,10 +296,12 @@ class VOCDataModule(_DataModule):
 
 
 class GlyphsDataModule(_DataModule):
-    """Generated glyphs (:mod:`dynsweep.data.glyphs`): a fixed, seeded split whose difficulty the
-    arguments set; rendered in memory when set up (about a second per 3,000 images), no workers needed."""
+    """Generated glyphs (:mod:`dynsweep.data.glyphs`): a fixed, seeded split whose difficulty
+    ``style`` sets (the fields of :class:`~dynsweep.data.glyphs.GlyphStyle`, e.g. ``{noise: 0.3}``);
+    rendered in memory when set up (about a second per 3,000 images), no workers needed."""
 
     in_channels = 1
+    num_classes: int
 
     def __init__(
         self,
@@ -309,15 +311,7 @@ class GlyphsDataModule(_DataModule):
         val_per_class: int = 100,
         size: int = 28,
         points: int = 5,
-        jitter: float = 0.05,
-        rotation: float = 30.0,
-        scale: float = 0.15,
-        shear: float = 0.2,
-        translate: float = 0.1,
-        stroke_width: float = 2.0,
-        width_jitter: float = 0.25,
-        clutter: int = 3,
-        noise: float = 0.2,
+        style: dict[str, float] | None = None,
         seed: int = 0,
         augment: bool = True,
         padding: int = 2,

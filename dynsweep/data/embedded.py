@@ -21,8 +21,8 @@ import importlib.resources
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
+from dynsweep.data.crops import PaddedImages
 from dynsweep.data.errors import DatasetFormatError, DatasetNotFoundError
 
 NUM_CLASSES = 10
@@ -84,7 +84,7 @@ def split_indices(split: str, val_fraction: float = 0.1, seed: int = 0, train_pe
     return torch.from_numpy(chosen[rng.permutation(len(chosen))])
 
 
-class EmbeddedDigits(Dataset):
+class EmbeddedDigits(PaddedImages):
     """One split of the embedded digits: ``(image float32 [1, 28, 28] normalised, label int64)``.
 
     ``augment`` (default: on for ``"train"``) crops a random 28 x 28 window of the image padded
@@ -116,13 +116,3 @@ class EmbeddedDigits(Dataset):
         pixels = torch.nn.functional.pad(pixels, [self.padding] * 4)  # background is 0 before normalising
         self.images = pixels.sub_(MEAN).div_(STD)
         self.labels = labels[self.indices]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        image = self.images[index]
-        if self.padding:
-            dy, dx = torch.randint(0, 2 * self.padding + 1, (2,)).tolist()
-            image = image[:, dy : dy + IMAGE_SIZE, dx : dx + IMAGE_SIZE]
-        return image, self.labels[index]

@@ -1,7 +1,8 @@
 """Glyphs: a generated image set (nothing downloaded) whose difficulty is set by its parameters.
 
 Each class is a glyph: a polyline through ``points`` random control points in the unit square,
-drawn once from ``seed``. Each image draws its class's glyph with the control points jittered by
+drawn once from ``seed``. Each image draws its class's glyph (with the distortions of a
+:class:`GlyphStyle`) with the control points jittered by
 ``jitter`` (a fraction of the side), under a random affine map (rotation up to ``rotation``
 degrees, scale in ``1 +- scale``, shear up to ``shear``, shift up to ``translate`` of the side),
 with a stroke width of ``stroke_width`` pixels times a random factor in ``1 +- width_jitter``, ``clutter`` distractor strokes at random
@@ -16,13 +17,18 @@ and standard deviation of the training split.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+
+from dynsweep.data.crops import PaddedImages
 
 CHUNK = 256
 """Images rendered per vectorised step (bounds the memory of the distance computation)."""
@@ -53,22 +59,57 @@ def _segments_to_image(segments: np.ndarray, widths: np.ndarray, size: int) -> n
     return ink.max(1).reshape(-1, size, size)
 
 
+@dataclass(frozen=True)
+class GlyphStyle:
+    """How far each image departs from its class's glyph (see the module); larger is harder."""
+
+    jitter: float = 0.05
+    rotation: float = 30.0
+    scale: float = 0.15
+    shear: float = 0.2
+    translate: float = 0.1
+    stroke_width: float = 2.0
+    width_jitter: float = 0.25
+    clutter: int = 3
+    noise: float = 0.2
+
+    @classmethod
+    def of(cls, style: GlyphStyle | Mapping[str, Any] | None) -> GlyphStyle:
+        """A style from itself, a mapping of its fields (a spec's ``style:``), or None (the default)."""
+        if isinstance(style, GlyphStyle):
+            return style
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(style or {}) - fields)
+        if unknown:
+            raise ValueError(f"style: unknown fields {unknown}; allowed: {', '.join(sorted(fields))}")
+        return cls(**(style or {}))
+
+    def check(self, size: int) -> None:
+        """Raise a ValueError naming the first field out of its range."""
+        for name, high in (
+            ("jitter", 0.5),
+            ("rotation", 180),
+            ("scale", 0.9),
+            ("shear", 1),
+            ("translate", 0.5),
+            ("width_jitter", 0.9),
+            ("clutter", 100),
+            ("noise", 1),
+        ):
+            _check(name, getattr(self, name), 0, high)
+        _check("stroke_width", self.stroke_width, 0.5, size / 2)
+
+
 def render(
     labels: np.ndarray,
     glyphs: np.ndarray,
     rng: np.random.Generator,
     size: int,
-    jitter: float,
-    rotation: float,
-    scale: float,
-    shear: float,
-    translate: float,
-    stroke_width: float,
-    width_jitter: float,
-    clutter: int,
-    noise: float,
+    style: GlyphStyle,
 ) -> np.ndarray:
     """Images ``float32 [len(labels), size, size]`` in [0, 1] of the given classes (see the module)."""
+    jitter, rotation, scale, shear, translate = style.jitter, style.rotation, style.scale, style.shear, style.translate
+    stroke_width, width_jitter, clutter, noise = style.stroke_width, style.width_jitter, int(style.clutter), style.noise
     n, points = len(labels), glyphs.shape[1]
     control = glyphs[labels] + rng.normal(0, jitter, size=(n, points, 2)).astype(np.float32)
     angle = np.deg2rad(rng.uniform(-rotation, rotation, n))
@@ -98,20 +139,21 @@ def render(
 
 
 @functools.cache
-def _split(split: str, count: int, num_classes: int, settings: tuple) -> tuple[Tensor, Tensor]:
-    """``count`` images per class of one split (uint-free float [N, H, W] in [0, 1], labels), cached."""
-    seed, points, size, *rest = settings
+def _split(
+    split: str, count: int, num_classes: int, seed: int, points: int, size: int, style: GlyphStyle
+) -> tuple[Tensor, Tensor]:
+    """``count`` images per class of one split (float [N, H, W] in [0, 1], labels), cached."""
     rng = np.random.default_rng([seed, 1 if split == "train" else 2])
     labels = rng.permutation(np.repeat(np.arange(num_classes), count))
-    images = render(labels, class_glyphs(num_classes, points, seed), rng, size, *rest)
+    images = render(labels, class_glyphs(num_classes, points, seed), rng, size, style)
     return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
 
 
-class Glyphs(Dataset):
+class Glyphs(PaddedImages):
     """One split of the generated glyphs: ``(image float32 [1, size, size] normalised, label int64)``.
 
-    ``train_per_class`` / ``val_per_class`` images of each of ``num_classes`` classes; the other
-    arguments set the difficulty (see the module). ``augment`` (default: on for ``"train"``) crops
+    ``train_per_class`` / ``val_per_class`` images of each of ``num_classes`` classes; ``style``
+    (a :class:`GlyphStyle` or a mapping of its fields) sets the difficulty. ``augment`` (default: on for ``"train"``) crops
     a random window of the image padded by ``padding`` pixels.
     """
 
@@ -125,15 +167,7 @@ class Glyphs(Dataset):
         val_per_class: int = 100,
         size: int = 28,
         points: int = 5,
-        jitter: float = 0.05,
-        rotation: float = 30.0,
-        scale: float = 0.15,
-        shear: float = 0.2,
-        translate: float = 0.1,
-        stroke_width: float = 2.0,
-        width_jitter: float = 0.25,
-        clutter: int = 3,
-        noise: float = 0.2,
+        style: GlyphStyle | Mapping[str, Any] | None = None,
         seed: int = 0,
         augment: bool | None = None,
         padding: int = 2,
@@ -149,47 +183,17 @@ class Glyphs(Dataset):
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        _check("jitter", jitter, 0, 0.5)
-        _check("rotation", rotation, 0, 180)
-        _check("scale", scale, 0, 0.9)
-        _check("shear", shear, 0, 1)
-        _check("translate", translate, 0, 0.5)
-        _check("stroke_width", stroke_width, 0.5, size / 2)
-        _check("width_jitter", width_jitter, 0, 0.9)
-        _check("clutter", clutter, 0, 100)
-        _check("noise", noise, 0, 1)
+        self.style = GlyphStyle.of(style)
+        self.style.check(size)
         _check("padding", padding, 0, size)
         self.split, self.num_classes, self.image_size = split, num_classes, size
         self.augment = split == "train" if augment is None else augment
         self.padding = padding if self.augment else 0
-        settings = (
-            seed,
-            points,
-            size,
-            jitter,
-            rotation,
-            scale,
-            shear,
-            translate,
-            stroke_width,
-            width_jitter,
-            int(clutter),
-            noise,
-        )
+        settings = (seed, points, size, self.style)
         count = train_per_class if split == "train" else val_per_class
-        pixels, self.labels = _split(split, count, num_classes, settings)
+        pixels, self.labels = _split(split, count, num_classes, *settings)
         # Normalised by the training split's statistics (those of 200 images a class at most).
-        reference, _ = _split("train", min(train_per_class, 200), num_classes, settings)
+        reference, _ = _split("train", min(train_per_class, 200), num_classes, *settings)
         self.mean, self.std = float(reference.mean()), float(reference.std())
         pixels = torch.nn.functional.pad(pixels.unsqueeze(1), [self.padding] * 4)
         self.images = (pixels - self.mean) / self.std
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        image = self.images[index]
-        if self.padding:
-            dy, dx = torch.randint(0, 2 * self.padding + 1, (2,)).tolist()
-            image = image[:, dy : dy + self.image_size, dx : dx + self.image_size]
-        return image, self.labels[index]
