@@ -64,7 +64,7 @@ sweep: $(STAMP)
 
 # The two claims (docs/claims.md): the six warm starts, 5 seeds each, on generated glyphs and on the
 # data-poor digits, then each study's Pareto report with Dy against Fix and Dy against the baseline.
-# `make -j2 claims` runs the two sweeps side by side; CLAIMS_RUNS sets where they write.
+# The two sweeps run side by side, one core each (CLAIMS_JOBS); CLAIMS_RUNS sets where they write.
 CLAIMS_SPECS ?= sweeps/claims_glyphs.yaml sweeps/claims_digits.yaml
 CLAIMS_RUNS ?= runs
 CLAIMS_COMPARE ?= --compare dy fix --compare dy baseline
@@ -72,7 +72,10 @@ CLAIMS_COMPARE ?= --compare dy fix --compare dy baseline
 claims-run-%: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/dynsweep sweep run sweeps/claims_$*.yaml --runs-dir $(CLAIMS_RUNS) --no-table
 
-claims: $(patsubst sweeps/claims_%.yaml,claims-run-%,$(CLAIMS_SPECS))
+CLAIMS_JOBS ?= 2
+
+claims: $(STAMP)
+	$(MAKE) -j$(CLAIMS_JOBS) $(patsubst sweeps/claims_%.yaml,claims-run-%,$(CLAIMS_SPECS))
 	for spec in $(CLAIMS_SPECS); do \
 		$(BIN)/dynsweep sweep pareto $$spec --runs-dir $(CLAIMS_RUNS) $(CLAIMS_COMPARE) || exit 1; done
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import sys
 import time
 import warnings
@@ -124,7 +125,8 @@ def run_task(setup: Setup, task: Task) -> Run:
 def run_all(setup: Setup, tasks: list[Task], jobs: int) -> list[Run]:
     if jobs <= 1:
         return [run_task(setup, task) for task in tasks]
-    with ProcessPoolExecutor(jobs) as pool:
+    # forkserver: a fork of this process, which holds PyTorch's and SQLAlchemy's threads, can deadlock
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("forkserver")) as pool:
         return list(pool.map(run_task, [setup] * len(tasks), tasks))
 
 
