@@ -679,8 +679,9 @@ def test_the_report_says_how_many_trials_stopped_where_and_the_epochs_saved(tmp_
     study, _ = stopped
     analysis.write_report(study, tmp_path)
     markdown = (tmp_path / "front.md").read_text()
-    assert "3 trials stopped early: 1 at rung 0 (epoch 1), 1 at rung 1 (epoch 3), 1 at epoch 2 (dominated there)." in (
-        markdown
+    assert (
+        "3 trials stopped early: 1 at the rung at epoch 1, 1 at the rung at epoch 3, 1 at epoch 2 (dominated there)."
+        in (markdown)
     )
     # stopped: 1 + 4 + 2 = 7 epochs of 3 x 9; all: 9+1+4+0+9+2+18+0+2 = 45; 20 / (45 + 20) = 31%
     assert "Compute, in epochs (a trial's record keeps its accuracy per epoch, not the epoch's time" in markdown

@@ -43,7 +43,6 @@ from dynsweep.analysis.study import (
     stored_reference_point,
 )
 from dynsweep.sweep.config import SweepConfig
-from dynsweep.sweep.moasha import RungSchedule
 from dynsweep.sweep.record import TrialRecord
 from dynsweep.sweep.study import budget, counted_trials
 
@@ -241,7 +240,7 @@ def stopped_summary(frame: pd.DataFrame) -> list[str]:
     parts = []
     moasha = stopped[stopped["stopped_at_rung"].notna()]
     for epoch, count in moasha["stopped_at_rung"].astype(int).value_counts().sort_index().items():
-        parts.append(f"{count} at {_rung_text(int(epoch), frame.attrs.get('pruning'))}")
+        parts.append(f"{count} at {_rung_text(int(epoch))}")
     dominance = stopped[stopped["stopped_at_rung"].isna() & stopped["stopped_at_epoch"].notna()]
     for epoch, count in dominance["stopped_at_epoch"].astype(int).value_counts().sort_index().items():
         parts.append(f"{count} at epoch {epoch} (dominated there)")
@@ -270,12 +269,8 @@ def stopped_summary(frame: pd.DataFrame) -> list[str]:
     return lines + ["", text + "."]
 
 
-def _rung_text(epoch: int, pruning: dict | None) -> str:
-    """ "rung 1 (epoch 3)" under the stored MOASHA schedule, else "the rung at epoch 3"."""
-    if pruning and pruning.get("algorithm") == "moasha":
-        rungs = RungSchedule(pruning["min_epochs"], pruning["reduction_factor"]).rungs(epoch + 1)
-        if epoch in rungs:
-            return f"rung {rungs.index(epoch)} (epoch {epoch})"
+def _rung_text(epoch: int) -> str:
+    """A rung named by its epoch, as the sweep's log and the record's ``rungs`` name it."""
     return f"the rung at epoch {epoch}"
 
 
