@@ -267,7 +267,9 @@ def simulate(
             trial = study.ask()
             params = child_params(trial, config, study.study_name)
             TrialRecord.write(trial, model=params["model"], seed=params["seed"], preset=params["preset"])
-            if propose_anew(study, trial, config, params, resampled[0] < MAX_RESAMPLES) is not None:
+            # wait=False: the sweep would wait for a running holder of the point; here one thread
+            # runs every worker, so the worker proposes anew instead
+            if propose_anew(study, trial, config, params, resampled[0] < MAX_RESAMPLES, wait=False) is not None:
                 counts["resampled"] += 1
                 resampled[0] += 1
                 if resampled[0] >= MAX_RESAMPLES and enqueue_untried(study, config, proposals):

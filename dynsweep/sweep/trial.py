@@ -153,12 +153,18 @@ def reuse_result(
 
 
 def propose_anew(
-    study: optuna.Study, trial: optuna.Trial, config: SweepConfig, params: dict[str, Any], resample: bool
+    study: optuna.Study,
+    trial: optuna.Trial,
+    config: SweepConfig,
+    params: dict[str, Any],
+    resample: bool,
+    wait: bool = True,
 ) -> optuna.trial.FrozenTrial | None:
     """Claim ``trial``'s point. When another trial holds it and an untried point is left (and
     ``resample`` allows), tell ``trial`` FAIL, marked ``resampled``, and return the holder: the
     worker proposes anew. Otherwise return None: the point is this trial's, or every point is held
-    and this trial goes on (after a running holder finishes: it may reuse its result)."""
+    and this trial goes on (after a running holder finishes: it may reuse its result; with
+    ``wait=False`` a running holder makes it propose anew too)."""
     other = holder(study, trial, point_digest(params))
     if other is None:
         return None
@@ -167,6 +173,10 @@ def propose_anew(
         study.tell(trial, state=TrialState.FAIL)
         return other
     if other.state == TrialState.RUNNING:
+        if not wait:  # a caller that cannot wait (one thread running every worker) proposes anew
+            TrialRecord.write(trial, resampled=other.number)
+            study.tell(trial, state=TrialState.FAIL)
+            return other
         wait_until_finished(study, other.number)
     return None
 
