@@ -87,8 +87,8 @@ def write_report(
         out / "front.csv", index=False
     )
     frame.drop(columns=["curve"]).to_csv(out / "trials.csv", index=False)
-    (out / "front.md").write_text(markdown(frame, reference, stored, comparisons))
     history = history_table(frame, reference) if reference else pd.DataFrame(columns=HISTORY_COLUMNS)
+    (out / "front.md").write_text(markdown(frame, reference, stored, comparisons, history))
     history.to_csv(out / "hypervolume.csv", index=False)
     written.update({name: out / name for name in ("front.csv", "trials.csv", "hypervolume.csv", "front.md")})
     for table in comparisons:
@@ -161,11 +161,13 @@ def markdown(
     reference: dict[str, float] | None,
     stored: bool = True,
     comparisons: Sequence[pd.DataFrame] = (),
+    history: pd.DataFrame | None = None,
 ) -> str:
     """The study in Markdown: trial counts, the overall front, each architecture's front with its
     hypervolume, and dynamic against static trials where an architecture has both; with repeated
     seeds, each front point's interval and whether it overlaps its neighbours', and the
-    dynamic-against-static hypervolume difference with its bootstrap interval; then the
+    dynamic-against-static hypervolume difference with its bootstrap interval; the hypervolume
+    over compute (``history``: :func:`history_table`, computed when not given); then the
     ``comparisons`` (tables of ``analysis.compare``)."""
     objectives = frame.attrs["objectives"]
     columns = _columns(frame, objectives)
@@ -221,7 +223,8 @@ def markdown(
     else:
         lines += [ONE_SEED_NOTE, ""]
     lines += sections
-    lines += _compute_section(frame, reference)
+    if "completed" in frame.columns and "epochs_trained" in frame.columns:
+        lines += _compute_section(history_table(frame, reference) if history is None else history)
     lines += _latency_section(frame)
     for table in comparisons:
         lines += _comparison(table)
@@ -274,12 +277,9 @@ def _rung_text(epoch: int) -> str:
     return f"the rung at epoch {epoch}"
 
 
-def _compute_section(frame: pd.DataFrame, reference: dict[str, float]) -> list[str]:
+def _compute_section(history: pd.DataFrame) -> list[str]:
     """The hypervolume over compute, at each trial that raised it and at the last (all rows in
     hypervolume.csv)."""
-    if not {"completed", "epochs_trained"} <= set(frame.columns):
-        return []
-    history = history_table(frame, reference)
     if history.empty:
         return []
     rises = history["hypervolume"].diff().fillna(history["hypervolume"]) > 0

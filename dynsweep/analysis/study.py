@@ -4,7 +4,6 @@ reference point."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -104,14 +103,15 @@ def from_study(study: optuna.Study) -> pd.DataFrame:
     (the point's digest; in studies that did not record it, "trial N" of the trial it repeats or
     its own), started and completed; the :data:`COMPUTE_COLUMNS` (see :func:`epochs_trained`) and
     the :data:`LATENCY_COLUMNS`. ``frame.attrs`` holds the study name, the objectives with
-    their directions, the stored reference point (if any) and the spec's ``pruning`` (if stored).
+    their directions and the stored reference point (if any).
     """
     objectives = objectives_of_study(study)
     names = list(objectives)
     records = {t.number: TrialRecord.of(t) for t in study.get_trials(deepcopy=False)}
     trials = [t for t in study.get_trials(deepcopy=False) if records[t.number].resampled is None]
     accuracy = accuracy_objective(objectives)
-    budgets = _budgets(StudyRecord.of(study).sweep_config)
+    study_record = StudyRecord.of(study)
+    budgets = _budgets(study_record.sweep_config)
     rows = [_row(trial, records, names, accuracy, budgets) for trial in trials]
     columns = BASE_COLUMNS + [n for n in names if n not in ("macs", "params")] + ["macs", "params"]
     columns += [c for c in LATENCY_COLUMNS if c not in names] + SPEC_FIELDS + TAIL_COLUMNS
@@ -119,10 +119,7 @@ def from_study(study: optuna.Study) -> pd.DataFrame:
     for name in ("macs", "params", *LATENCY_COLUMNS, *names):
         frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
     frame.attrs.update(study=study.study_name, objectives=objectives)
-    stored_config = StudyRecord.of(study).sweep_config
-    if stored_config:
-        frame.attrs["pruning"] = dataclasses.asdict(from_stored(stored_config).pruning)
-    stored = StudyRecord.of(study).reference_point
+    stored = study_record.reference_point
     if stored is not None:
         frame.attrs["reference_point"] = dict(stored)
     frame["on_front"] = front_mask(frame, objectives)
